@@ -1,0 +1,116 @@
+"""Capture pipeline speed: frames per second from decoding a frame to its person cloud, one core.
+
+Usage: python bench/capture.py [--frames N] [--json FILE]
+
+Each row decodes real frames from ../shared/data (files are re-read and re-decoded every frame:
+the source loops) and runs person extraction, pinned to one CPU with one thread per library.
+Target (issue 2): >= 60 frames/s on the 640x480 frames without body tracking.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._util import RESULTS, SHARED_DATA, machine, one_core, percentile, table, write_json
+
+
+def measure(
+    name: str, spec: str, frames: int, intrinsics: tuple[float, float, float, float] | None = None
+) -> dict:
+    from holo.capture import CapturePipeline
+    from holo.sources import SourceOptions, open_source
+
+    options = SourceOptions(intrinsics=intrinsics, loop=True)
+    decode_ms, extract_ms, points = [], [], []
+    with open_source(spec, options) as src:
+        it = iter(src)
+        pipeline = CapturePipeline()
+        for i in range(frames + 3):
+            t0 = time.perf_counter()
+            frame = next(it)
+            t1 = time.perf_counter()
+            cloud = pipeline.process(frame)
+            t2 = time.perf_counter()
+            if i >= 3:  # warm-up: caches, first RANSAC
+                decode_ms.append((t1 - t0) * 1000)
+                extract_ms.append((t2 - t1) * 1000)
+                points.append(len(cloud))
+    total = [d + e for d, e in zip(decode_ms, extract_ms)]
+    w, h = frame.intrinsics.width, frame.intrinsics.height
+    return {
+        "source": name,
+        "resolution": f"{w}x{h}",
+        "frames": frames,
+        "decode_ms_mean": sum(decode_ms) / len(decode_ms),
+        "extract_ms_mean": sum(extract_ms) / len(extract_ms),
+        "total_ms_p50": percentile(total, 50),
+        "total_ms_p95": percentile(total, 95),
+        "fps": 1000 * len(total) / sum(total),
+        "points_mean": sum(points) / len(points),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--frames", type=int, default=100, help="frames per row (default 100)")
+    parser.add_argument("--json", default=str(RESULTS / "capture.json"), help="where to write results")
+    args = parser.parse_args()
+    one_core()
+    kinect = (525.0, 525.0, 319.5, 239.5)
+    cases = [
+        ("kinect_five_people PNG pair (rgbd:)", f"rgbd:{SHARED_DATA / 'kinect_five_people'}", kinect),
+        (
+            "kinect_five_people organised PCD (pcd:)",
+            f"pcd:{SHARED_DATA / 'kinect_five_people' / 'five_people.pcd'}",
+            None,
+        ),
+        ("kinect_desk_sequence TIFF (rgbd:)", f"rgbd:{SHARED_DATA / 'kinect_desk_sequence'}", None),
+        (
+            "kinect_person_depth PNG, depth only (rgbd:)",
+            f"rgbd:{SHARED_DATA / 'kinect_person_depth'}",
+            kinect,
+        ),
+        (
+            "azure_kinect_mkv, registered (k4a:)",
+            f"k4a:{SHARED_DATA / 'azure_kinect_mkv' / 'recording.mkv'}",
+            None,
+        ),
+        ("synthetic performer (rendered)", "synthetic", None),
+    ]
+    rows = []
+    for name, spec, k in cases:
+        if not spec.startswith("synthetic") and not Path(spec.split(":", 1)[1]).exists():
+            print(f"skipped {name}: {spec.split(':', 1)[1]} is absent")
+            continue
+        rows.append(measure(name, spec, args.frames, k))
+    print(
+        table(
+            rows,
+            [
+                ("source", "source", "s"),
+                ("resolution", "size", "s"),
+                ("decode_ms_mean", "decode ms", ".1f"),
+                ("extract_ms_mean", "person ms", ".1f"),
+                ("total_ms_p95", "p95 ms", ".1f"),
+                ("fps", "frames/s", ".1f"),
+                ("points_mean", "points", ".0f"),
+            ],
+        )
+    )
+    path = write_json(
+        args.json,
+        {"benchmark": "capture", "one_core": True, "target_fps": 60, "machine": machine(), "rows": rows},
+    )
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
