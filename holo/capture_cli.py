@@ -87,7 +87,9 @@ def run_capture(args: argparse.Namespace) -> int:
 
         bus = Bus(args.publish or None)
         publisher = bus.publisher()
-        encoder = StreamEncoder(args.codec)
+        from holo.cli import codec_options
+
+        encoder = StreamEncoder(args.codec, **codec_options(args))
         topic = cloud_topic(config.participant)
 
     sources = open_sources(specs, options)

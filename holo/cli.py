@@ -116,6 +116,42 @@ def add_source_options(p: argparse.ArgumentParser, *, multiple: bool = True) -> 
     )
 
 
+def add_codec_options(p: argparse.ArgumentParser) -> None:
+    from holo.codec.base import CODECS
+
+    names = "; ".join(f"{s.name}: {s.description}" for s in CODECS.values())
+    p.add_argument(
+        "--codec", default="holo", help=f"point-cloud codec of sent packets (default holo). {names}"
+    )
+    p.add_argument(
+        "--geometry-mm",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="holo codec: geometry precision in millimetres (default: lossless depth for a camera frame, "
+        "1 mm voxels for fused clouds)",
+    )
+    p.add_argument(
+        "--color-quality",
+        type=int,
+        default=None,
+        metavar="Q",
+        help="holo codec: colour quality 1-100 (JPEG quality; default 60, about 34 dB on real frames)",
+    )
+
+
+def codec_options(args: argparse.Namespace) -> dict[str, object]:
+    options: dict[str, object] = {}
+    if args.codec == "holo":
+        if args.geometry_mm is not None:
+            options["geometry_mm"] = args.geometry_mm
+        if args.color_quality is not None:
+            options["color_quality"] = args.color_quality
+    elif args.geometry_mm is not None or args.color_quality is not None:
+        raise ConfigError("--geometry-mm and --color-quality apply to the holo codec only")
+    return options
+
+
 def source_options(args: argparse.Namespace) -> SourceOptions:
     size = parse_size(args.size)
     intrinsics = parse_intrinsics(args.intrinsics) if args.intrinsics else None
@@ -143,6 +179,24 @@ def cmd_capture(args: argparse.Namespace) -> int:
     return run_capture(args)
 
 
+def cmd_call(args: argparse.Namespace) -> int:
+    from holo.net.call import run_call
+
+    return run_call(args)
+
+
+def cmd_signal(args: argparse.Namespace) -> int:
+    from holo.net.signaling_server import run_signal
+
+    return run_signal(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from holo.bench_codec import run_cli
+
+    return run_cli(args)
+
+
 def cmd_bus(args: argparse.Namespace) -> int:
     from holo.bus import resolve_bus, run_forwarder
 
@@ -152,9 +206,14 @@ def cmd_bus(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # -v/-q work before or after the command; SUPPRESS keeps the command's copy from resetting them.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    common.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output (-vv for debug)"
+    )
+    common.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors"
+    )
     parser = argparse.ArgumentParser(
         prog="holo",
         description=__doc__,
@@ -203,8 +262,42 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="publish each cloud on the local bus (default address: $HOLO_BUS or tcp://127.0.0.1:7755)",
     )
-    p.add_argument("--codec", default="raw", help="codec of published packets (default raw)")
+    add_codec_options(p)
     p.set_defaults(func=cmd_capture)
+
+    p = sub.add_parser(
+        "call",
+        help="call someone: send your person cloud and voice, receive theirs (WebRTC)",
+        description="Join ROOM on the signaling server and call the other participant: capture, encode and send the "
+        "local person over a WebRTC data channel with voice, receive theirs and publish it on the local bus "
+        "(holo/<participant>/cloud) for the viewer and recorder. Stats go to the log and holo/<you>/stats.",
+    )
+    from holo.net.call import add_call_arguments
+
+    add_call_arguments(p)
+    p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser(
+        "signal", help="run the signaling server that introduces callers (rooms with secret tokens)"
+    )
+    from holo.net.signaling_server import add_signal_arguments
+
+    add_signal_arguments(p)
+    p.set_defaults(func=cmd_signal)
+
+    p = sub.add_parser("bench", help="measure Holo's parts (codec) on real data")
+    bench = p.add_subparsers(dest="bench", metavar="WHAT", required=True)
+    from holo.bench_codec import __doc__ as bench_doc
+    from holo.bench_codec import add_arguments as add_bench_codec
+
+    b = bench.add_parser(
+        "codec",
+        help="all codecs on the same clouds: bits/point, speed, error; JSON and a plot",
+        description=bench_doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_bench_codec(b)
+    b.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
         "bus", help="run the local bus forwarder in the foreground (normally started automatically)"
@@ -230,7 +323,7 @@ def setup_logging(verbose: int, quiet: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.verbose, args.quiet)
+    setup_logging(getattr(args, "verbose", 0), getattr(args, "quiet", False))
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()

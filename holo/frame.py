@@ -27,6 +27,7 @@ __all__ = [
     "PersonCloud",
     "RGBDFrame",
     "Skeleton",
+    "depth_from_units",
 ]
 
 CoordinateFrame = Literal["camera", "world"]
@@ -69,6 +70,12 @@ POSE_JOINT_NAMES: tuple[str, ...] = (
 )
 
 _MAX_IMAGE_SIDE = 16384
+
+
+def depth_from_units(units: np.ndarray, depth_unit_m: float) -> np.ndarray:
+    """Depth in metres (float32) from integer sensor units — the one formula every source and codec
+    uses, so a depth image coded as units decodes to bit-identical metres."""
+    return np.multiply(units, np.float32(depth_unit_m), dtype=np.float32)
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,22 +220,25 @@ class DepthPersonSegmenter:
         mean_z = np.bincount(lab_s, zs, count) / np.maximum(n, 1)
         self._mean_z = mean_z
         self._counts = n
-        # Shape moments only for the big pieces, relative to each piece's mean depth (precision).
+        # Shape moments only for the big pieces, from every other pixel of the work image: a
+        # piece's spread does not need every pixel, and this is the segmenter's costliest step.
         is_big = np.zeros(count, bool)
         is_big[big] = True
-        in_big = is_big[lab_s]
-        lab_b = lab_s[in_big]
-        zb = zs[in_big]
-        cols = (rx[sel][in_big] * zb, ry[sel][in_big] * zb, zb)
-        mean = [np.bincount(lab_b, c, count) / np.maximum(n, 1) for c in cols]
+        sub = labels[::2, ::2]
+        in_big = is_big[sub]
+        lab_b = sub[in_big]
+        zb = depth_m[::2, ::2][in_big].astype(np.float64)
+        cols = (rx[::2, ::2][in_big] * zb, ry[::2, ::2][in_big] * zb, zb)
+        nb = np.maximum(np.bincount(lab_b, minlength=count), 1).astype(np.float64)
+        mean = [np.bincount(lab_b, c, count) / nb for c in cols]
         cov = np.zeros((count, 3, 3))
         for i in range(3):
             for j in range(i, 3):
-                m = np.bincount(lab_b, cols[i] * cols[j], count) / np.maximum(n, 1) - mean[i] * mean[j]
+                m = np.bincount(lab_b, cols[i] * cols[j], count) / nb - mean[i] * mean[j]
                 cov[:, i, j] = cov[:, j, i] = m
         people: list[PersonBlob] = []
         height_px, width_px = labels.shape
-        big = big[n[big] >= 20]
+        big = big[n[big] >= 40]
         all_spreads = (
             np.sqrt(np.clip(np.linalg.eigvalsh(cov[big]), 0, None)) if len(big) else np.zeros((0, 3))
         )

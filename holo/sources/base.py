@@ -98,6 +98,7 @@ SOURCE_KINDS: dict[str, str] = {
     "k4a": "holo.sources.k4a:open_k4a",
     "rgbd": "holo.sources.rgbd:open_rgbd",
     "pcd": "holo.sources.pcd:open_pcd",
+    "still": "holo.sources.still:open_still",
 }
 
 _DESCRIPTIONS = {
@@ -106,6 +107,7 @@ _DESCRIPTIONS = {
     "k4a": "k4a:FILE.mkv an Azure Kinect recording (k4arecorder's Matroska)",
     "rgbd": "rgbd:DIR a folder of colour + 16-bit depth images with an intrinsics file",
     "pcd": "pcd:FILE an organised PCD point cloud (one camera frame)",
+    "still": "still:SRC the first frames of SRC held in memory and replayed as a live camera (at --fps, stamped now)",
 }
 
 

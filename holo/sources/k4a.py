@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from holo.errors import IntrinsicsError, SourceError
-from holo.frame import Intrinsics, RGBDFrame
+from holo.frame import Intrinsics, RGBDFrame, depth_from_units
 from holo.sources.base import FrameSource, SourceOptions, check_readable_file
 
 __all__ = ["DEFAULT_OUTPUT_WIDTH", "DepthRegistration", "K4ASource", "open_k4a", "parse_calibration"]
@@ -155,7 +155,7 @@ class DepthRegistration:
         fill = hole & (count >= 5)
         image[fill] = near[fill]
         image[np.isinf(image)] = 0
-        return np.round(image * 1000) / np.float32(1000)
+        return depth_from_units(np.round(image * 1000), 0.001)
 
 
 def _track(container: Any, title: str) -> Any:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from holo.errors import IntrinsicsError, SourceError
-from holo.frame import Intrinsics, RGBDFrame
+from holo.frame import Intrinsics, RGBDFrame, depth_from_units
 from holo.sources.base import FrameSource, SourceOptions, check_readable_file
 
 __all__ = ["PCDSource", "fit_intrinsics", "open_pcd", "read_organized_pcd"]
@@ -134,7 +134,7 @@ class PCDSource(FrameSource):
             valid = depth[depth > 0]
             unit = 0.001
             if len(valid) and np.abs(valid * 1000 - np.round(valid * 1000)).max() < 0.01:
-                depth = (np.round(depth * 1000) / np.float32(1000)).astype(np.float32)
+                depth = depth_from_units(np.round(depth * 1000), 0.001)
             else:
                 unit = 0.0001
             yield RGBDFrame(

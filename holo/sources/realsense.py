@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from holo.errors import CameraNotFoundError, IntrinsicsError, MissingDependencyError, SourceError
-from holo.frame import Intrinsics, RGBDFrame
+from holo.frame import Intrinsics, RGBDFrame, depth_from_units
 from holo.sources.base import FrameSource, SourceOptions, check_readable_file
 
 __all__ = ["RECORDING_EXTENSIONS", "RealSenseSource", "open_realsense"]
@@ -205,7 +205,7 @@ class RealSenseSource(FrameSource):
                 stamp = raw_depth.get_timestamp()
                 epoch = raw_depth.get_frame_timestamp_domain() in epoch_domains and stamp > 0
                 yield RGBDFrame(
-                    depth_m=np.asanyarray(depth.get_data()).astype(np.float32) * np.float32(unit),
+                    depth_m=depth_from_units(np.asanyarray(depth.get_data()), unit),
                     color=_to_rgb(rs, frames.get_color_frame(), self._serial) if self._has_color else None,
                     intrinsics=self._intrinsics,
                     capture_time_ns=round(stamp * 1e6) if epoch else arrival_ns,  # epoch domains count ms

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from holo.errors import HoloError, IntrinsicsError, SourceError
-from holo.frame import Intrinsics, RGBDFrame
+from holo.frame import Intrinsics, RGBDFrame, depth_from_units
 from holo.imageio import read_color, read_depth_mm
 from holo.sources.base import FrameSource, SourceOptions
 
@@ -259,7 +259,7 @@ class RGBDFolderSource(FrameSource):
                     if delay > 0:
                         time.sleep(delay)
                 yield RGBDFrame(
-                    depth_m=depth_mm.astype(np.float32) * np.float32(unit),
+                    depth_m=depth_from_units(depth_mm, unit),
                     color=color,
                     intrinsics=intrinsics,
                     capture_time_ns=t_ns,

@@ -4,8 +4,8 @@ It needs no camera and is deterministic for a seed: frame ``i`` of seed ``s`` is
 image. The figure (head, torso, pelvis, arms, legs and feet made of ellipsoids and capsules, about
 1.6–1.9 m tall) stands on a floor in front of a back wall, turns slowly, walks in place and waves
 its right arm. The virtual camera sits 1.3 m above the floor, pitched 6° down, 2.5 m from the
-performer, with Kinect-like intrinsics, depth noise growing with distance and millimetre
-quantisation — so the whole capture pipeline (floor and wall removal included) runs on it as on a
+performer, with Kinect-like intrinsics and depth (quantised disparity: steps and noise growing with
+distance squared, then millimetres) — so the whole capture pipeline (floor and wall removal included) runs on it as on a
 real camera. Frames carry the true person mask and skeleton, which tests use as ground truth.
 
 Rendering is analytic ray casting in numpy: each primitive is intersected only with the rays of
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from holo.errors import ConfigError
-from holo.frame import POSE_JOINT_NAMES, Intrinsics, RGBDFrame, Skeleton
+from holo.frame import POSE_JOINT_NAMES, Intrinsics, RGBDFrame, Skeleton, depth_from_units
 from holo.sources.base import FrameSource, SourceOptions
 
 __all__ = ["SyntheticSource", "open_synthetic", "render_performer"]
@@ -34,6 +34,8 @@ CAMERA_HEIGHT_M = 1.3
 CAMERA_PITCH_DEG = 6.0
 PERFORMER_DISTANCE_M = 2.5
 WALL_DISTANCE_M = 4.6
+# focal length (px) x baseline (m) x disparity sub-steps per pixel of a Kinect v1
+_DISPARITY_M = 525.0 * 0.075 * 8
 
 
 def _rot_y(angle_rad: float) -> np.ndarray:
@@ -420,12 +422,20 @@ def render_performer(
     depth[~np.isfinite(depth)] = 0
     rgb = raster.color.astype(np.float32)
     if noise:
-        # Kinect-like: noise growing with distance squared, then millimetre steps; a few dropouts.
+        # Kinect v1-like: depth from a disparity measured in 1/8-pixel steps over a 7.5 cm baseline,
+        # with noise of half a step — so depth comes in steps growing with distance squared (1.5 cm
+        # at 2.5 m) and jitters between neighbouring steps; a few dropouts.
         shift = (int(rng.integers(depth.shape[0])), int(rng.integers(depth.shape[1])))
-        depth += np.roll(raster.depth_noise, shift, axis=(0, 1)) * (0.0012 * depth * depth)
+        with np.errstate(divide="ignore"):
+            disparity = np.float32(_DISPARITY_M) / depth
+        disparity = np.round(disparity + 0.5 * np.roll(raster.depth_noise, shift, axis=(0, 1)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            depth = np.where(disparity > 0, np.float32(_DISPARITY_M) / disparity, np.float32(0)).astype(
+                np.float32
+            )
         depth[np.roll(raster.dropout, shift, axis=(0, 1))] = 0
         rgb += np.roll(raster.color_noise, shift[::-1], axis=(0, 1))
-    depth = np.round(depth * 1000.0) / np.float32(1000.0)
+    depth = depth_from_units(np.round(depth * 1000.0), 0.001)
     depth[depth > 8.0] = 0
     rgb8 = np.clip(rgb, 0, 255).astype(np.uint8)
     world_joints, _ = _mediapipe_skeleton(joints, look)
