@@ -3,7 +3,7 @@
 # EGL (offscreen rendering, the viewer), Xvfb (a virtual display for window tests). As root on
 # Debian/Ubuntu the missing ones are installed; otherwise this prints the command to run.
 set -eu
-PKGS="libusb-1.0-0 libgl1 libegl1 libgl1-mesa-dri libegl-mesa0 libglib2.0-0 xvfb coturn"
+PKGS="libusb-1.0-0 libgl1 libegl1 libgl1-mesa-dri libegl-mesa0 libglib2.0-0 xvfb xdotool coturn"
 PY=${PY:-python3.11}
 if ! command -v "$PY" >/dev/null 2>&1; then
   PKGS="$PKGS python3.11 python3.11-venv"

@@ -191,6 +191,12 @@ def cmd_signal(args: argparse.Namespace) -> int:
     return run_signal(args)
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    from viewer.app import run_view
+
+    return run_view(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from holo.bench_codec import run_cli
 
@@ -276,6 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_call_arguments(p)
     p.set_defaults(func=cmd_call)
+
+    p = sub.add_parser(
+        "view",
+        help="see the participants in 3D: a window, offscreen snapshots, or a headset",
+        description="Show every participant on the local bus (or --input files) standing in one shared space.",
+    )
+    from viewer.app import add_view_arguments
+
+    add_view_arguments(p)
+    p.set_defaults(func=cmd_view)
 
     p = sub.add_parser(
         "signal", help="run the signaling server that introduces callers (rooms with secret tokens)"

@@ -14,8 +14,9 @@
    screens and boxes are planar: a piece whose thinnest principal spread is under 1.2 cm, or
    under 15 % of its middle spread, is dropped);
 5. attach the pieces a person's own depth jumps cut off (an arm held in front of the torso, a
-   raised hand): a piece within 4 pixels of a person in the image, within 0.6 m of its depth and at most
-   1.2 m across joins it (twice, so a hand joins through its forearm).
+   raised hand): a piece within 4 pixels of a person in the image, within 0.6 m of its depth, at most
+   1.2 m across and not a flat slab (a strip of wall or cupboard beside them) joins it (twice, so a
+   hand joins through its forearm).
 
 ``keep="all"`` keeps every person (a camera looking at a group); ``keep="main"`` keeps one: the
 piece nearest the camera weighted by how central it is, and — to avoid flicker — the piece closest
@@ -220,6 +221,7 @@ class DepthPersonSegmenter:
         mean_z = np.bincount(lab_s, zs, count) / np.maximum(n, 1)
         self._mean_z = mean_z
         self._counts = n
+        self._flat = np.zeros(count, bool)
         # Shape moments only for the big pieces, from every other pixel of the work image: a
         # piece's spread does not need every pixel, and this is the segmenter's costliest step.
         is_big = np.zeros(count, bool)
@@ -248,6 +250,8 @@ class DepthPersonSegmenter:
             height_m = h * zc / k.fy
             width_m = w * zc / k.fx
             thin, middle = float(spreads[0]), float(spreads[1])
+            flat = thin < cfg.min_thickness_m or thin < cfg.min_thickness_ratio * middle
+            self._flat[label] = flat
             # A close-up (head and shoulders) is cut by the image border and fills much of its height.
             margin = 0.02 * height_px
             at_border = x <= margin or x + w >= width_px - margin or y + h >= height_px - margin
@@ -326,8 +330,9 @@ class DepthPersonSegmenter:
                 zc = self._mean_z[label]
                 if np.min(np.abs(person_z - zc)) > cfg.attach_depth_m:
                     continue
-                if max(stats_w[label] * zc / k.fx, stats_h[label] * zc / k.fy) > cfg.attach_size_m:
-                    continue
+                size = max(stats_w[label] * zc / k.fx, stats_h[label] * zc / k.fy)
+                if size > cfg.attach_size_m or (size > 0.25 and self._flat[label]):
+                    continue  # too big, or a slab of wall or furniture beside the person
                 lut[label] = True
                 added = True
             if not added:

@@ -1,0 +1,326 @@
+"""The renderer: moderngl point splats, floor grid, skeletons and a text overlay.
+
+One code path for the desktop window, the offscreen snapshot (EGL) and the headset (OpenXR
+swapchain images): the caller binds a framebuffer and passes a view and a projection per eye.
+
+Points render as round splats whose size follows distance — each point covers the patch of surface
+it stands for (about 1.6 times the cloud's point spacing, estimated per participant), so a person
+looks solid at a metre and does not turn into dust when far. A fading participant is drawn with a
+stable screen-door pattern (order-independent, no sorting).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, cast
+
+import moderngl
+import numpy as np
+
+from viewer.scene import Participant
+
+__all__ = ["POSE_CONNECTIONS", "Eye", "Renderer"]
+
+logger = logging.getLogger(__name__)
+
+BACKGROUND = (0.07, 0.08, 0.10)
+
+#: MediaPipe Pose's skeleton lines (pairs of joint indices).
+POSE_CONNECTIONS = (
+    (0, 1), (1, 2), (2, 3), (3, 7), (0, 4), (4, 5), (5, 6), (6, 8), (9, 10), (11, 12), (11, 13), (13, 15),
+    (15, 17), (15, 19), (15, 21), (17, 19), (12, 14), (14, 16), (16, 18), (16, 20), (16, 22), (18, 20),
+    (11, 23), (12, 24), (23, 24), (23, 25), (24, 26), (25, 27), (26, 28), (27, 29), (28, 30), (29, 31),
+    (30, 32), (27, 31), (28, 32),
+)  # fmt: skip
+
+_POINT_VS = """
+#version 330
+uniform mat4 mvp;         // proj * view * model, multiplied once per participant on the CPU
+uniform vec4 depth_row;   // the third row of view * model: the point's eye-space z
+uniform float size_m;
+uniform float focal_px;
+in vec3 in_pos;
+in vec4 in_color;
+out vec3 v_color;
+out float v_size;
+void main() {
+    vec4 p = vec4(in_pos, 1.0);
+    gl_Position = mvp * p;
+    v_size = clamp(size_m * focal_px / max(-dot(depth_row, p), 0.05), 1.0, 48.0);
+    gl_PointSize = v_size;
+    v_color = in_color.rgb;
+}
+"""
+
+_POINT_FS = """
+#version 330
+in vec3 v_color;
+in float v_size;
+out vec4 color;
+void main() {
+    if (v_size > 2.5) {  // round splats; tiny ones stay square (no visible difference, cheaper)
+        vec2 c = gl_PointCoord * 2.0 - 1.0;
+        if (dot(c, c) > 1.0) discard;
+    }
+    color = vec4(v_color, 1.0);
+}
+"""
+
+# Fading participants: a stable screen-door pattern drops a growing share of fragments. A separate
+# program, because llvmpipe pays for the dither code even where it is not taken.
+_FADING_FS = """
+#version 330
+uniform float opacity;
+in vec3 v_color;
+in float v_size;
+out vec4 color;
+void main() {
+    vec2 c = gl_PointCoord * 2.0 - 1.0;
+    if (v_size > 2.5 && dot(c, c) > 1.0) discard;
+    float threshold = fract(52.9829189 * fract(dot(gl_FragCoord.xy, vec2(0.06711056, 0.00583715))));
+    if (threshold > opacity) discard;
+    color = vec4(v_color, 1.0);
+}
+"""
+
+_LINE_VS = """
+#version 330
+uniform mat4 model;
+uniform mat4 view;
+uniform mat4 proj;
+in vec3 in_pos;
+void main() { gl_Position = proj * view * model * vec4(in_pos, 1.0); }
+"""
+
+_LINE_FS = """
+#version 330
+uniform vec4 tint;
+out vec4 color;
+void main() { color = tint; }
+"""
+
+_QUAD_VS = """
+#version 330
+in vec2 in_pos;
+in vec2 in_uv;
+out vec2 v_uv;
+void main() { gl_Position = vec4(in_pos, 0.0, 1.0); v_uv = in_uv; }
+"""
+
+_QUAD_FS = """
+#version 330
+uniform sampler2D tex;
+in vec2 v_uv;
+out vec4 color;
+void main() { color = texture(tex, v_uv); }
+"""
+
+
+@dataclass(frozen=True)
+class Eye:
+    """One view to render: matrices and the viewport (x, y, width, height) in the target framebuffer."""
+
+    view: np.ndarray
+    proj: np.ndarray
+    viewport: tuple[int, int, int, int]
+
+
+class _Gpu:
+    """A participant's buffers on the GPU, refreshed when a new cloud arrives."""
+
+    def __init__(self, ctx: moderngl.Context, program: moderngl.Program) -> None:
+        self.ctx = ctx
+        self.capacity = 0
+        self.count = 0
+        self.version = -1
+        self.pos: moderngl.Buffer | None = None
+        self.col: moderngl.Buffer | None = None
+        self.vaos: dict[int, moderngl.VertexArray] = {}
+        self.program = program
+
+    def upload(self, points: np.ndarray, colors: np.ndarray) -> None:
+        n = len(points)
+        if n > self.capacity:
+            self.release()  # (new buffers: the vertex arrays are rebuilt on first use)
+            self.capacity = max(n, 1024) * 5 // 4
+            self.pos = self.ctx.buffer(reserve=self.capacity * 12, dynamic=True)
+            self.col = self.ctx.buffer(reserve=self.capacity * 4, dynamic=True)
+        if n:
+            assert self.pos is not None and self.col is not None
+            rgba = np.empty((n, 4), np.uint8)
+            rgba[:, :3] = colors
+            rgba[:, 3] = 255
+            self.pos.write(np.ascontiguousarray(points, np.float32).tobytes())
+            self.col.write(rgba.tobytes())
+        self.count = n
+
+    def vao_for(self, program: moderngl.Program) -> moderngl.VertexArray:
+        vao = self.vaos.get(id(program))
+        if vao is None:
+            assert self.pos is not None and self.col is not None
+            vao = self.ctx.vertex_array(program, [(self.pos, "3f", "in_pos"), (self.col, "4f1", "in_color")])
+            self.vaos[id(program)] = vao
+        return vao
+
+    def release(self) -> None:
+        for vao in self.vaos.values():
+            vao.release()
+        self.vaos.clear()
+        for obj in (self.pos, self.col):
+            if obj is not None:
+                obj.release()
+        self.pos = self.col = None
+        self.capacity = 0
+
+
+def _u(program: moderngl.Program, name: str) -> moderngl.Uniform:
+    return cast(moderngl.Uniform, program[name])
+
+
+class Renderer:
+    def __init__(self, ctx: moderngl.Context) -> None:
+        self.ctx = ctx
+        self.points = ctx.program(vertex_shader=_POINT_VS, fragment_shader=_POINT_FS)
+        self.fading = ctx.program(vertex_shader=_POINT_VS, fragment_shader=_FADING_FS)
+        self.lines = ctx.program(vertex_shader=_LINE_VS, fragment_shader=_LINE_FS)
+        self.quad = ctx.program(vertex_shader=_QUAD_VS, fragment_shader=_QUAD_FS)
+        self._gpu: dict[str, _Gpu] = {}
+        grid = []
+        for i in np.arange(-5.0, 5.01, 0.5):
+            grid += [(i, 0, -8), (i, 0, 2), (-5, 0, i - 3), (5, 0, i - 3)]
+        self.grid_vbo = ctx.buffer(np.array(grid, np.float32).tobytes())
+        self.grid_vao = ctx.vertex_array(self.lines, [(self.grid_vbo, "3f", "in_pos")])
+        self.skel_vbo = ctx.buffer(reserve=len(POSE_CONNECTIONS) * 2 * 12, dynamic=True)
+        self.skel_vao = ctx.vertex_array(self.lines, [(self.skel_vbo, "3f", "in_pos")])
+        self.overlay: moderngl.Texture | None = None
+        self.overlay_vbo: moderngl.Buffer | None = None
+        self.overlay_vao: moderngl.VertexArray | None = None
+        self.show_skeleton = True
+        self.show_grid = True
+
+    # -- drawing ---------------------------------------------------------------------------------------
+    def render(
+        self, visible: list[tuple[Participant, float]], eyes: list[Eye], *, clear: bool = True
+    ) -> None:
+        ctx = self.ctx
+        self._sync(visible)
+        ctx.enable(moderngl.DEPTH_TEST | moderngl.PROGRAM_POINT_SIZE)
+        for eye in eyes:
+            ctx.viewport = eye.viewport
+            ctx.scissor = eye.viewport
+            if clear:
+                ctx.clear(*BACKGROUND, 1.0, depth=1.0, viewport=eye.viewport)
+            ctx.scissor = None
+            focal_px = eye.proj[1, 1] * eye.viewport[3] / 2
+            self._set(self.lines, view=eye.view, proj=eye.proj)
+            if self.show_grid:
+                self._set(self.lines, model=np.eye(4, dtype=np.float32))
+                _u(self.lines, "tint").value = (0.25, 0.27, 0.3, 1.0)
+                self.grid_vao.render(moderngl.LINES)
+            for p, opacity in visible:
+                gpu = self._gpu.get(p.name)
+                if gpu is None or gpu.count == 0:
+                    continue
+                program = self.points if opacity >= 1.0 else self.fading
+                model = p.model_matrix() @ p.world_from_camera
+                model_view = eye.view.astype(np.float64) @ model
+                self._set(program, mvp=eye.proj @ model_view)
+                _u(program, "depth_row").value = tuple(float(v) for v in model_view[2])
+                _u(program, "size_m").value = p.point_size_m
+                _u(program, "focal_px").value = float(focal_px)
+                if program is self.fading:
+                    _u(program, "opacity").value = float(opacity)
+                gpu.vao_for(program).render(moderngl.POINTS, vertices=gpu.count)
+                if self.show_skeleton and p.cloud is not None and p.cloud.skeleton is not None:
+                    self._draw_skeleton(p, model)
+        ctx.disable(moderngl.DEPTH_TEST)
+
+    def _draw_skeleton(self, p: Participant, model: np.ndarray) -> None:
+        skel = p.cloud.skeleton if p.cloud is not None else None
+        if skel is None:
+            return
+        joints = skel.joints_m
+        pairs = [(a, b) for a, b in POSE_CONNECTIONS if skel.visibility[a] > 0.3 and skel.visibility[b] > 0.3]
+        if not pairs:
+            return
+        seg = np.array([[joints[a], joints[b]] for a, b in pairs], np.float32).reshape(-1, 3)
+        self.skel_vbo.write(seg.tobytes())
+        skel_model = model if skel.frame == "camera" else p.model_matrix()
+        self._set(self.lines, model=skel_model)
+        _u(self.lines, "tint").value = (0.2, 0.95, 0.6, 1.0)
+        self.ctx.disable(moderngl.DEPTH_TEST)
+        self.skel_vao.render(moderngl.LINES, vertices=len(seg))
+        self.ctx.enable(moderngl.DEPTH_TEST)
+
+    def draw_overlay(self, image_rgba: np.ndarray | None, viewport: tuple[int, int, int, int]) -> None:
+        """Draw a text image in the top-left corner of ``viewport`` (pixels, 1:1)."""
+        if image_rgba is None:
+            return
+        h, w = image_rgba.shape[:2]
+        if self.overlay is None or self.overlay.size != (w, h):
+            if self.overlay is not None:
+                self.overlay.release()
+            self.overlay = self.ctx.texture((w, h), 4)
+        self.overlay.write(np.ascontiguousarray(image_rgba[::-1]).tobytes())
+        _, _, vw, vh = viewport
+        x0, x1 = -1.0, -1.0 + 2 * w / vw
+        y1, y0 = 1.0, 1.0 - 2 * h / vh
+        quad = np.array([[x0, y0, 0, 0], [x1, y0, 1, 0], [x0, y1, 0, 1], [x1, y1, 1, 1]], np.float32)
+        if self.overlay_vbo is None:
+            self.overlay_vbo = self.ctx.buffer(reserve=quad.nbytes, dynamic=True)
+            self.overlay_vao = self.ctx.vertex_array(
+                self.quad, [(self.overlay_vbo, "2f 2f", "in_pos", "in_uv")]
+            )
+        self.overlay_vbo.write(quad.tobytes())
+        self.ctx.viewport = viewport
+        self.ctx.enable(moderngl.BLEND)
+        self.ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
+        self.overlay.use(0)
+        assert self.overlay_vao is not None
+        self.overlay_vao.render(moderngl.TRIANGLE_STRIP)
+        self.ctx.disable(moderngl.BLEND)
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _sync(self, visible: list[tuple[Participant, float]]) -> None:
+        names = {p.name for p, _ in visible}
+        for name in list(self._gpu):
+            if name not in names:
+                self._gpu.pop(name).release()
+        for p, _ in visible:
+            gpu = self._gpu.get(p.name)
+            if gpu is None:
+                gpu = self._gpu[p.name] = _Gpu(self.ctx, self.points)
+            if gpu.version != p.version:
+                gpu.upload(
+                    p.points if p.cloud is None or p.cloud.frame == "world" else p.cloud.points_m, p.colors
+                )
+                gpu.version = p.version
+
+    @staticmethod
+    def _set(program: moderngl.Program, **mats: Any) -> None:
+        for name, m in mats.items():
+            _u(program, name).write(np.ascontiguousarray(np.asarray(m, np.float32).T).tobytes())
+
+    def release(self) -> None:
+        for gpu in self._gpu.values():
+            gpu.release()
+        self._gpu.clear()
+
+
+def overlay_text(lines: list[str], *, scale: int = 1) -> np.ndarray | None:
+    """The stats text as an RGBA image (PIL's built-in font on a translucent panel)."""
+    if not lines:
+        return None
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    width = max(int(font.getlength(line)) for line in lines) + 12
+    height = 14 * len(lines) + 8
+    img = Image.new("RGBA", (width, height), (0, 0, 0, 150))
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        draw.text((6, 4 + 14 * i), line, fill=(235, 240, 245, 255), font=font)
+    if scale > 1:
+        img = img.resize((width * scale, height * scale), Image.Resampling.NEAREST)
+    return np.asarray(img)
