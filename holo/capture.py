@@ -38,12 +38,21 @@ class CaptureConfig:
     max_points: int | None = None
     #: Place clouds in the world using the floor when no calibration gives ``world_from_camera``.
     floor_to_world: bool = True
+    #: Body tracking (MediaPipe): "on", "off", or "auto" (on when mediapipe imports). The library
+    #: default is off (deterministic, depth only); the command line's is auto.
+    body: str = "off"
+    #: Run MediaPipe Pose every N frames (segmentation runs every frame).
+    pose_every: int = 3
 
     def __post_init__(self) -> None:
         if self.max_points is not None and self.max_points < 1:
             raise ConfigError(f"max points must be at least 1, got {self.max_points}")
         if not self.participant or len(self.participant.encode()) > 64 or "/" in self.participant:
             raise ConfigError(f"participant name must be 1–64 bytes without '/', got {self.participant!r}")
+        if self.body not in ("auto", "on", "off"):
+            raise ConfigError(f"body tracking must be auto, on or off, got {self.body!r}")
+        if self.pose_every < 1:
+            raise ConfigError("pose must run at least every frame (pose_every >= 1)")
 
 
 def world_from_floor(floor: Plane) -> np.ndarray:
@@ -87,11 +96,39 @@ class CapturePipeline:
         world_from_camera: np.ndarray | None = None,
     ) -> None:
         self.config = config or CaptureConfig()
-        self.segmenter = segmenter or DepthPersonSegmenter(self.config.segmenter)
         self.world_from_camera = world_from_camera
         self.last_segment_ms = 0.0
+        self.body = self.config.body == "on" or (self.config.body == "auto" and _mediapipe_available())
+        if self.config.body == "on" and not _mediapipe_available():
+            from holo.errors import MissingDependencyError
+
+            raise MissingDependencyError(
+                "body tracking needs mediapipe 0.10.21 (pip install mediapipe==0.10.21)"
+            )
+        self._segmenter = segmenter
+        self._tracker: object = None  # the relief path's BodyTracker, made on first use
+
+    @property
+    def segmenter(self) -> PersonSegmenter:
+        """Made on first use: MediaPipe takes a moment to start."""
+        if self._segmenter is None:
+            if self.body:
+                from holo.bodyseg import BodySegmenter
+
+                self._segmenter = BodySegmenter(self.config.segmenter, pose_every=self.config.pose_every)
+            else:
+                self._segmenter = DepthPersonSegmenter(self.config.segmenter)
+        return self._segmenter
+
+    def close(self) -> None:
+        for part in (self._segmenter, self._tracker):
+            closer = getattr(part, "close", None)
+            if closer is not None:
+                closer()
 
     def process(self, frame: RGBDFrame) -> PersonCloud:
+        if not frame.has_depth:
+            return self._process_relief(frame)
         t0 = time.perf_counter()
         seg = self.segmenter.segment(frame)
         self.last_segment_ms = (time.perf_counter() - t0) * 1000
@@ -118,7 +155,7 @@ class CapturePipeline:
         world_from_camera = self.world_from_camera
         if world_from_camera is None and self.config.floor_to_world and seg.floor is not None:
             world_from_camera = world_from_floor(seg.floor)
-        skeleton = getattr(seg, "skeleton", None)
+        skeleton = seg.skeleton
         return PersonCloud(
             points_m=points,
             colors=np.ascontiguousarray(colors),
@@ -134,3 +171,110 @@ class CapturePipeline:
             serial=frame.serial,
             status=seg.status,
         )
+
+    # -- colour-only cameras ---------------------------------------------------------------------------
+    def _process_relief(self, frame: RGBDFrame) -> PersonCloud:
+        """A webcam's or video's frame: the person's relief from segmentation and pose (holo.relief)."""
+        import dataclasses
+
+        import cv2
+
+        from holo.body import TORSO, BodyTracker
+        from holo.frame import Skeleton, depth_from_units
+        from holo.relief import estimate_distance_m, relief_depth
+
+        if frame.color is None:
+            return self._empty(frame, "no colour and no depth: nothing to see")
+        if not self.body and self.config.body == "off":
+            return self._empty(frame, "a colour-only camera needs body tracking (--body auto or on)")
+        if self._tracker is None:
+            self._tracker = BodyTracker(pose_every=1)  # the relief needs this frame's pose
+        tracker: BodyTracker = self._tracker  # type: ignore[assignment]
+        t0 = time.perf_counter()
+        obs = tracker.observe(frame.color)
+        self.last_segment_ms = (time.perf_counter() - t0) * 1000
+        if obs.mask is None or obs.landmarks_px is None or obs.world_m is None:
+            return self._empty(frame, "no person in view")
+        body = (obs.mask > 0.5).view(np.uint8)
+        # The main person: the mask's pieces under the tracked person's torso.
+        count, labels = cv2.connectedComponents(body, connectivity=8)
+        h, w = body.shape
+        keep = np.zeros(count, bool)
+        for j in TORSO:
+            x, y, vis = obs.landmarks_px[j]
+            if vis > 0.3 and 0 <= int(x) < w and 0 <= int(y) < h:
+                keep[labels[int(y), int(x)]] = True
+        keep[0] = False
+        if not keep.any():
+            return self._empty(frame, "no person in view")
+        mask = keep[labels]
+        depth = relief_depth(mask, obs.landmarks_px, obs.world_m, frame.intrinsics)
+        distance = estimate_distance_m(obs.landmarks_px, obs.world_m, frame.intrinsics)
+        if depth is None or distance is None:
+            return self._empty(frame, "no person in view (the pose is too uncertain for a relief)")
+        depth = depth_from_units(np.round(depth * 1000.0), 0.001)
+        relief = dataclasses.replace(frame, depth_m=depth, has_depth=True)
+        k = frame.intrinsics
+        z = obs.world_m[:, 2] + distance
+        joints = np.stack(
+            [(obs.landmarks_px[:, 0] - k.cx) / k.fx * z, (obs.landmarks_px[:, 1] - k.cy) / k.fy * z, z], 1
+        )
+        skeleton = Skeleton(
+            joints_m=joints.astype(np.float32),
+            visibility=np.clip(obs.landmarks_px[:, 2], 0, 1).astype(np.float32),
+        )
+        points, pixels, flat = backproject(relief.depth_m, k, depth > 0)
+        colors = frame.color.reshape(-1, 3)[flat]
+        return PersonCloud(
+            points_m=points,
+            colors=np.ascontiguousarray(colors),
+            capture_time_ns=frame.capture_time_ns,
+            sequence=frame.sequence,
+            participant=self.config.participant,
+            frame="camera",
+            intrinsics=k,
+            pixels=pixels,
+            depth_unit_m=0.001,
+            world_from_camera=self.world_from_camera
+            if self.world_from_camera is not None
+            else _level_camera(skeleton),
+            skeleton=skeleton,
+            serial=frame.serial,
+        )
+
+    def _empty(self, frame: RGBDFrame, status: str) -> PersonCloud:
+        return PersonCloud(
+            points_m=np.zeros((0, 3), np.float32),
+            colors=np.zeros((0, 3), np.uint8),
+            capture_time_ns=frame.capture_time_ns,
+            sequence=frame.sequence,
+            participant=self.config.participant,
+            intrinsics=frame.intrinsics,
+            pixels=np.zeros((0, 2), np.uint16),
+            depth_unit_m=frame.depth_unit_m,
+            serial=frame.serial,
+            status=status,
+        )
+
+
+def _level_camera(skeleton: object) -> np.ndarray:
+    """``world_from_camera`` for a webcam assumed level: the feet (or, unseen, the hips at 0.95 m) on the floor."""
+    from holo.body import L_ANKLE, L_HIP, R_ANKLE, R_HIP
+
+    j = skeleton.joints_m  # type: ignore[attr-defined]
+    vis = skeleton.visibility  # type: ignore[attr-defined]
+    m = np.diag(
+        [1.0, -1.0, -1.0, 1.0]
+    )  # camera x right, y down, z forward -> world x, up, towards the camera
+    feet = [i for i in (L_ANKLE, R_ANKLE) if vis[i] > 0.5]
+    if feet:
+        m[1, 3] = float(max(j[i, 1] for i in feet)) + 0.07  # ankles sit ~7 cm above the floor
+    else:
+        m[1, 3] = float((j[L_HIP, 1] + j[R_HIP, 1]) / 2) + 0.95
+    return m
+
+
+def _mediapipe_available() -> bool:
+    from holo.body import mediapipe_available
+
+    return mediapipe_available()

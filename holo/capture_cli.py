@@ -30,6 +30,8 @@ def capture_config(args: argparse.Namespace) -> CaptureConfig:
         participant=args.participant or default_participant(),
         segmenter=SegmenterConfig(near_m=near, far_m=far, keep=args.people),
         max_points=args.max_points,
+        body=getattr(args, "body", "off"),
+        pose_every=getattr(args, "pose_every", 3),
     )
 
 
@@ -147,3 +149,8 @@ def _write(cloud: PersonCloud, folder: str, frame: str) -> None:
         logger.warning(
             "frame %d: no floor found and no calibration; written in the camera frame", cloud.sequence
         )
+    if cloud.skeleton is not None:
+        from holo.skeleton_io import write_skeleton
+
+        placed = cloud.in_world() if frame == "world" else cloud
+        write_skeleton(folder, cloud, placed.skeleton or cloud.skeleton)

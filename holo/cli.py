@@ -109,6 +109,20 @@ def add_source_options(p: argparse.ArgumentParser, *, multiple: bool = True) -> 
         help="keep at most N points per cloud (an even subsample of pixels; default: all)",
     )
     p.add_argument(
+        "--body",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="body tracking (MediaPipe): person masks and 33-joint skeletons from colour; needed for webcam and "
+        "video sources. auto: on when colour is available (default)",
+    )
+    p.add_argument(
+        "--pose-every",
+        type=int,
+        default=3,
+        metavar="N",
+        help="run the pose model every N frames (segmentation runs every frame; default 3: 10 Hz at 30 fps)",
+    )
+    p.add_argument(
         "--participant",
         default=None,
         metavar="NAME",

@@ -192,6 +192,9 @@ class RGBDFrame:
     sequence: int
     serial: str = "camera"
     depth_unit_m: float = 0.001
+    #: False for colour-only cameras (webcam, video): depth_m is all zeros and the person's depth
+    #: comes from body tracking (a relief; see holo.relief).
+    has_depth: bool = True
     #: Ground-truth person mask, only from sources that know it (the synthetic performer).
     truth_mask: np.ndarray | None = None
     #: Ground-truth skeleton in the camera frame, only from the synthetic performer.

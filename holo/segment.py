@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from holo.errors import ConfigError
-from holo.frame import Intrinsics, RGBDFrame
+from holo.frame import Intrinsics, RGBDFrame, Skeleton
 from holo.geometry import Plane, fit_plane_ransac, pixel_rays, refine_plane
 
 __all__ = ["DepthPersonSegmenter", "PersonBlob", "PersonSegmenter", "Segmentation", "SegmenterConfig"]
@@ -91,6 +91,7 @@ class Segmentation:
     floor: Plane | None = None
     people: list[PersonBlob] = field(default_factory=list)
     status: str = ""
+    skeleton: Skeleton | None = None
 
 
 class PersonSegmenter(Protocol):
@@ -207,10 +208,6 @@ class DepthPersonSegmenter:
         cfg = self.config
         # The smallest person-like piece at the far end of the volume, with margin.
         min_area = max(150, int(0.5 * (cfg.min_height_m * k.fy / cfg.far_m) * (0.15 * k.fx / cfg.far_m)))
-        big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_area)
-        big = big[big != 0]
-        if len(big) == 0:
-            return []
         lab = labels
         z = depth_m
         rx, ry = pixel_rays(k)
@@ -222,6 +219,10 @@ class DepthPersonSegmenter:
         self._mean_z = mean_z
         self._counts = n
         self._flat = np.zeros(count, bool)
+        big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_area)
+        big = big[big != 0]
+        if len(big) == 0:
+            return []
         # Shape moments only for the big pieces, from every other pixel of the work image: a
         # piece's spread does not need every pixel, and this is the segmenter's costliest step.
         is_big = np.zeros(count, bool)

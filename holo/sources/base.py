@@ -99,6 +99,8 @@ SOURCE_KINDS: dict[str, str] = {
     "rgbd": "holo.sources.rgbd:open_rgbd",
     "pcd": "holo.sources.pcd:open_pcd",
     "still": "holo.sources.still:open_still",
+    "video": "holo.sources.video:open_video",
+    "webcam": "holo.sources.video:open_webcam",
 }
 
 _DESCRIPTIONS = {
@@ -108,6 +110,8 @@ _DESCRIPTIONS = {
     "rgbd": "rgbd:DIR a folder of colour + 16-bit depth images with an intrinsics file",
     "pcd": "pcd:FILE an organised PCD point cloud (one camera frame)",
     "still": "still:SRC the first frames of SRC held in memory and replayed as a live camera (at --fps, stamped now)",
+    "video": "video:FILE a video file (no depth: the person's relief comes from body tracking)",
+    "webcam": "webcam[:INDEX] a live webcam (no depth: relief from body tracking)",
 }
 
 
