@@ -8,7 +8,9 @@ For a depth camera (:class:`BodySegmenter`):
    the (slightly dilated) mask — so a mask edge that spills onto the wall behind never brings the
    wall in: the wall is a different piece, and mostly outside the mask;
 3. the chosen pieces are trimmed to the dilated mask (a chair at the person's depth, touching
-   them, is cut away where the mask ends);
+   them, is cut away where the mask ends); small pieces cut off a chosen one by its own depth jumps
+   (a raised forearm, thin enough to escape MediaPipe's coarse mask) are re-attached as the depth
+   segmenter does, whole;
 4. with ``keep="main"`` only the main person is kept: the nearest and most central person-shaped
    piece, and the same piece in later frames while it stays within 0.5 m (no flicker), plus the
    small pieces cut off it (an arm in front of the body);
@@ -17,8 +19,8 @@ For a depth camera (:class:`BodySegmenter`):
    a small window) plus 3 cm to reach the joint inside the body; landmarks without depth
    (occluded, off the edge) take MediaPipe's metric world landmarks, moved onto the measured ones
    (a least-squares translation over the joints with depth). Visibility is MediaPipe's.
-6. plausibility: a "person" whose measured shoulders are under 20 cm or over 80 cm apart, or whose
-   torso is under 20 cm tall, is not a person (a printed picture, a toy, the cartoon on a mug) and
+6. plausibility: a "person" whose measured torso (mid-shoulders to mid-hips) is under 20 cm or
+   over 90 cm long, or whose shoulders are over 80 cm apart, is not a person (a printed picture, a toy, the cartoon on a mug) and
    is rejected with a status saying so.
 
 Without colour, or without mediapipe, the depth-only segmenter is used as is.
@@ -34,7 +36,7 @@ import numpy as np
 from holo.body import L_HIP, L_SHOULDER, R_HIP, R_SHOULDER, BodyObservation, BodyTracker
 from holo.frame import RGBDFrame, Skeleton
 from holo.geometry import pixel_rays
-from holo.segment import DepthPersonSegmenter, Segmentation, SegmenterConfig
+from holo.segment import DepthPersonSegmenter, PersonBlob, Segmentation, SegmenterConfig
 
 __all__ = ["BodySegmenter", "lift_skeleton", "plausible_person"]
 
@@ -80,14 +82,26 @@ class BodySegmenter:
             chosen = self._main_person(chosen, labels, frame, people)
         if not chosen.any():
             return self._empty(frame, floor, "no person in view")
-        mask_w = chosen[labels]
-        if scale > 1:
-            mask = (
-                cv2.resize(mask_w.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).view(bool) & keep
-            )
-        else:
-            mask = mask_w & keep
-        mask &= body_dilated
+        # Thin limbs (a raised forearm) often escape MediaPipe's coarse mask; the depth stages re-attach
+        # the small pieces a person's own depth jumps cut off. Those are kept whole, not trimmed.
+        lut = chosen.copy()
+        z = self.depth._mean_z
+        anchors = [
+            PersonBlob(int(label), 0, np.array([0.0, 0.0, z[label]]), 0.0, 0.0, (0, 0, 0, 0))
+            for label in np.flatnonzero(chosen)
+        ]
+        self.depth._attach(lut[labels], labels, lut, anchors, self.depth._work[1])
+        attached = lut & ~chosen
+
+        def full(sel: np.ndarray) -> np.ndarray:
+            m = sel[labels]
+            if scale > 1:
+                m = cv2.resize(m.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).view(bool)
+            return m & keep
+
+        mask = full(chosen) & body_dilated
+        if attached.any():
+            mask |= full(attached)
         # Pose on the kept people's box: with several people in view this is the main person.
         landmarks, world, age = self.tracker.pose(frame.color, _box(mask, margin=0.15))
         obs = BodyObservation(mask=body_prob, landmarks_px=landmarks, world_m=world, pose_age_frames=age)
@@ -156,10 +170,10 @@ def lift_skeleton(frame: RGBDFrame, mask: np.ndarray, obs: BodyObservation) -> S
     rx, ry = pixel_rays(k)
     joints = np.full((33, 3), np.nan, np.float32)
     depth = np.where(mask, frame.depth_m, 0)
-    for j, (x, y, _vis) in enumerate(obs.landmarks_px):
+    for j, (x, y, vis) in enumerate(obs.landmarks_px):
         u, v = round(float(x)), round(float(y))
-        if not (0 <= u < w and 0 <= v < h):
-            continue
+        if vis < 0.5 or not (0 <= u < w and 0 <= v < h):
+            continue  # hidden (the far shoulder of someone side-on): the depth there is someone else's
         window = depth[max(0, v - 3) : v + 4, max(0, u - 3) : u + 4]
         valid = window[window > 0]
         if len(valid) >= 4:
@@ -178,12 +192,22 @@ def lift_skeleton(frame: RGBDFrame, mask: np.ndarray, obs: BodyObservation) -> S
 
 
 def plausible_person(skeleton: Skeleton) -> tuple[bool, str]:
-    """Is this skeleton the size of a person? (A printed figure or a toy is not.)"""
+    """Is this skeleton the size of a person? (A printed figure or a toy is not.)
+
+    The torso (mid-shoulders to mid-hips) must be 0.2-0.9 m long and the shoulders at most 0.8 m
+    apart — measures that hold for a person seen from any side (side-on, the shoulders overlap).
+    """
     j = skeleton.joints_m
     shoulders = float(np.linalg.norm(j[L_SHOULDER] - j[R_SHOULDER]))
     torso = float(np.linalg.norm((j[L_SHOULDER] + j[R_SHOULDER]) / 2 - (j[L_HIP] + j[R_HIP]) / 2))
-    if not 0.2 <= shoulders <= 0.8:
-        return False, f"its shoulders are {shoulders * 100:.0f} cm apart"
     if torso < 0.2:
-        return False, f"its torso is {torso * 100:.0f} cm tall"
+        return (
+            False,
+            f"its torso is {torso * 100:.0f} cm long and its shoulders {shoulders * 100:.0f} cm apart",
+        )
+    if torso > 0.9 or shoulders > 0.8:
+        return (
+            False,
+            f"its torso is {torso * 100:.0f} cm long and its shoulders {shoulders * 100:.0f} cm apart",
+        )
     return True, ""

@@ -251,8 +251,9 @@ class DepthPersonSegmenter:
             height_m = h * zc / k.fy
             width_m = w * zc / k.fx
             thin, middle = float(spreads[0]), float(spreads[1])
-            flat = thin < cfg.min_thickness_m or thin < cfg.min_thickness_ratio * middle
-            self._flat[label] = flat
+            # For re-attaching pieces only the shape ratio counts: a forearm is thin but round, a
+            # strip of wall is flat.
+            self._flat[label] = thin < cfg.min_thickness_ratio * middle
             # A close-up (head and shoulders) is cut by the image border and fills much of its height.
             margin = 0.02 * height_px
             at_border = x <= margin or x + w >= width_px - margin or y + h >= height_px - margin
