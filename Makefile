@@ -22,8 +22,10 @@ install: $(STAMP)
 system-deps:
 	sh .ci/system-deps.sh
 
+# The demo runs for a minute by default; `make demo DEMO_ARGS=` runs it until Ctrl-C.
+DEMO_ARGS ?= --seconds 60
 demo: $(STAMP)
-	$(BIN)/holo capture --source synthetic --count 60 --out demo-out/clouds
+	$(BIN)/holo demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check holo viewer calibration tests bench

@@ -1,4 +1,13 @@
-"""``holo capture``: sources -> person clouds -> PLY files and/or the bus."""
+"""``holo capture``: sources -> person clouds -> PLY files and/or the bus.
+
+With ``--calibration FILE`` (written by ``holo calibrate cameras``) each source's camera is looked
+up in the file by its serial — a serial the file does not know is an error listing the ones it
+does. One camera: its ``world_from_camera`` comes from the file instead of the floor it sees (the
+cloud stays in the camera frame, organised, placed by the file). Several cameras: each camera's
+person cloud is placed in the world and the clouds are fused into one world-frame cloud per instant,
+points closer than ``--voxel-mm`` (default 5 mm) merged (see :mod:`calibration.fuse`); it is written
+as one PLY per frame in ``--out`` and published as one participant.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,9 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from holo.capture import CaptureConfig, CapturePipeline
 from holo.errors import ConfigError, HoloError
@@ -15,9 +27,30 @@ from holo.frame import PersonCloud, RGBDFrame
 from holo.segment import SegmenterConfig
 from holo.sources import FrameSource, SourceOptions, open_source
 
-__all__ = ["capture_config", "open_sources", "run_capture"]
+if TYPE_CHECKING:
+    from calibration.calibfile import CalibrationFile
+
+__all__ = ["add_calibration_arguments", "capture_config", "open_sources", "run_capture"]
 
 logger = logging.getLogger(__name__)
+
+
+def add_calibration_arguments(p: argparse.ArgumentParser) -> None:
+    """``holo capture``'s calibration options (--calibration, --voxel-mm)."""
+    p.add_argument(
+        "--calibration",
+        metavar="FILE",
+        default=None,
+        help="calibration.json from 'holo calibrate cameras': places each camera (by serial) in the world; "
+        "several sources are fused into one world-frame cloud",
+    )
+    p.add_argument(
+        "--voxel-mm",
+        type=float,
+        default=None,
+        metavar="MM",
+        help="with --calibration and several sources: merge fused points closer than MM millimetres (default 5)",
+    )
 
 
 def capture_config(args: argparse.Namespace) -> CaptureConfig:
@@ -59,6 +92,42 @@ def _lockstep(sources: list[FrameSource]) -> Iterator[list[RGBDFrame]]:
         yield frames
 
 
+def _load_calibration(args: argparse.Namespace) -> CalibrationFile | None:
+    """The --calibration file, read and checked before any camera is opened (None without one)."""
+    voxel_mm = getattr(args, "voxel_mm", None)
+    if voxel_mm is not None and not 0.0 <= voxel_mm <= 100.0:
+        raise ConfigError(f"--voxel-mm must be 0 to 100 millimetres, got {voxel_mm:g}")
+    path = getattr(args, "calibration", None)
+    if not path:
+        if voxel_mm is not None:
+            raise ConfigError("--voxel-mm merges fused cameras and needs --calibration")
+        return None
+    from calibration.calibfile import load_calibration
+
+    return load_calibration(path)
+
+
+def _placements(
+    args: argparse.Namespace, calibration: CalibrationFile | None, sources: list[FrameSource]
+) -> tuple[list[np.ndarray | None], float | None]:
+    """Each source's ``world_from_camera`` from the calibration (None without), and the fusion voxel (m)."""
+    if calibration is None:
+        return [None] * len(sources), None
+    from calibration.fuse import DEFAULT_VOXEL_M, match_cameras
+
+    cameras = match_cameras(calibration, [s.serial for s in sources])
+    for source, camera in zip(sources, cameras):
+        logger.info(
+            "%s: placed by %s (calibrated %s)",
+            source.spec,
+            args.calibration,
+            camera.date or "at an unknown date",
+        )
+    voxel_mm = getattr(args, "voxel_mm", None)
+    voxel_m = DEFAULT_VOXEL_M if voxel_mm is None else voxel_mm / 1000.0
+    return [c.world_from_camera for c in cameras], (voxel_m if len(sources) > 1 else None)
+
+
 def run_capture(args: argparse.Namespace) -> int:
     from holo.cli import source_options
 
@@ -67,10 +136,12 @@ def run_capture(args: argparse.Namespace) -> int:
     specs = args.source or ["synthetic"]
     options = source_options(args)
     config = capture_config(args)
+    calibration = _load_calibration(args)
+    fused = calibration is not None and len(specs) > 1
     out_dirs: list[str] = []
     if args.out:
-        for i in range(len(specs)):
-            d = args.out if len(specs) == 1 else os.path.join(args.out, f"cam{i}")
+        for i in range(1 if fused else len(specs)):
+            d = args.out if len(specs) == 1 or fused else os.path.join(args.out, f"cam{i}")
             try:
                 os.makedirs(d, exist_ok=True)
             except OSError as exc:
@@ -78,10 +149,17 @@ def run_capture(args: argparse.Namespace) -> int:
             if not os.access(d, os.W_OK):
                 raise ConfigError(f"--out {d}: the folder is not writable")
             out_dirs.append(d)
-    if len(specs) > 1:
+    if len(specs) > 1 and not fused:
         logger.warning(
             "%d cameras without calibration: each camera's cloud is written separately", len(specs)
         )
+    sources = open_sources(specs, options)
+    try:
+        placements, voxel_m = _placements(args, calibration, sources)
+    except BaseException:
+        for s in sources:
+            s.close()
+        raise
     publisher = encoder = bus = None
     if args.publish is not None:
         from holo.bus import Bus, cloud_topic
@@ -94,23 +172,21 @@ def run_capture(args: argparse.Namespace) -> int:
         encoder = StreamEncoder(args.codec, **codec_options(args))
         topic = cloud_topic(config.participant)
 
-    sources = open_sources(specs, options)
-    pipelines = [CapturePipeline(config) for _ in sources]
+    pipelines = [CapturePipeline(config, world_from_camera=m) for m in placements]
     frames_done = 0
     points_total = 0
+    clouds_total = 0
     start = time.perf_counter()
     try:
         with contextlib.ExitStack() as stack:
             for s in sources:
                 stack.callback(s.close)
+            for pipeline in pipelines:
+                stack.callback(pipeline.close)
             for frames in _lockstep(sources):
-                for i, (frame, pipeline) in enumerate(zip(frames, pipelines)):
+                clouds = []
+                for frame, pipeline in zip(frames, pipelines):
                     cloud = pipeline.process(frame)
-                    points_total += len(cloud)
-                    if out_dirs:
-                        _write(cloud, out_dirs[i], args.frame)
-                    if publisher is not None and encoder is not None:
-                        publisher.send(topic, encoder.encode_bytes(cloud))
                     logger.info(
                         "%s frame %d: %d points%s (segment %.1f ms)",
                         frame.serial,
@@ -119,6 +195,19 @@ def run_capture(args: argparse.Namespace) -> int:
                         f", {cloud.status}" if cloud.status else "",
                         pipeline.last_segment_ms,
                     )
+                    clouds.append(cloud)
+                if voxel_m is not None:
+                    from calibration.fuse import fuse_clouds
+
+                    clouds = [fuse_clouds(clouds, voxel_m=voxel_m).with_(sequence=frames_done)]
+                    logger.info("fused frame %d: %d points", frames_done, len(clouds[0]))
+                for i, cloud in enumerate(clouds):
+                    points_total += len(cloud)
+                    clouds_total += 1
+                    if out_dirs:
+                        _write(cloud, out_dirs[i], args.frame)
+                    if publisher is not None and encoder is not None:
+                        publisher.send(topic, encoder.encode_bytes(cloud))
                 frames_done += 1
                 if args.count is not None and frames_done >= args.count:
                     break
@@ -130,9 +219,10 @@ def run_capture(args: argparse.Namespace) -> int:
         raise HoloError(f"no frames came from {', '.join(specs)}")
     fps = frames_done / elapsed if elapsed > 0 else float("inf")
     where = f", PLY files in {args.out}" if args.out else ""
+    what = f"fused into one world-frame cloud ({voxel_m * 1000:g} mm voxels)" if voxel_m is not None else ""
     print(
-        f"holo capture: {frames_done} frame(s) from {len(sources)} source(s), "
-        f"{points_total / (frames_done * len(sources)):.0f} points per cloud on average, {fps:.1f} frames/s{where}"
+        f"holo capture: {frames_done} frame(s) from {len(sources)} source(s){', ' + what if what else ''}, "
+        f"{points_total / clouds_total:.0f} points per cloud on average, {fps:.1f} frames/s{where}"
     )
     return 0
 
@@ -145,7 +235,7 @@ def _write(cloud: PersonCloud, folder: str, frame: str) -> None:
         write_ply(path, cloud, world=frame == "world")
     except OSError as exc:
         raise HoloError(f"could not write {path}: {exc.strerror or exc}") from None
-    if frame == "world" and cloud.world_from_camera is None and len(cloud):
+    if frame == "world" and cloud.frame != "world" and cloud.world_from_camera is None and len(cloud):
         logger.warning(
             "frame %d: no floor found and no calibration; written in the camera frame", cloud.sequence
         )

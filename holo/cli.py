@@ -211,6 +211,18 @@ def cmd_view(args: argparse.Namespace) -> int:
     return run_view(args)
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from holo.demo import run_demo
+
+    return run_demo(args)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from calibration.cli import run_calibrate
+
+    return run_calibrate(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from holo.bench_codec import run_cli
 
@@ -283,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="publish each cloud on the local bus (default address: $HOLO_BUS or tcp://127.0.0.1:7755)",
     )
     add_codec_options(p)
+    from holo.capture_cli import add_calibration_arguments
+
+    add_calibration_arguments(p)
     p.set_defaults(func=cmd_capture)
 
     p = sub.add_parser(
@@ -314,6 +329,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_signal_arguments(p)
     p.set_defaults(func=cmd_signal)
+
+    p = sub.add_parser(
+        "demo",
+        help="a complete 3D call on this machine: two participants, the viewer, a recording",
+        description="Start a signaling server, two calls over WebRTC on loopback (synthetic performers, or a "
+        "webcam for the second), a recorder and the viewer. Ctrl-C ends everything.",
+    )
+    from holo.demo import add_demo_arguments
+
+    add_demo_arguments(p)
+    p.set_defaults(func=cmd_demo)
+
+    from holo.record.cli import COMMANDS as RECORD_COMMANDS
+
+    for name, (help_text, add_args, run) in RECORD_COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_args(p)
+        p.set_defaults(func=run)
+
+    from calibration.cli import __doc__ as calibrate_doc
+    from calibration.cli import add_calibrate_arguments
+
+    p = sub.add_parser(
+        "calibrate",
+        help="print a ChArUco board; calibrate several cameras into one floor-aligned world",
+        description=calibrate_doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_calibrate_arguments(p)
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("bench", help="measure Holo's parts (codec) on real data")
     bench = p.add_subparsers(dest="bench", metavar="WHAT", required=True)
