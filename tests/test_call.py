@@ -343,3 +343,29 @@ def test_a_peer_sending_garbage_is_dropped_and_the_call_survives(tmp_path: Path)
     assert "dropped data from mallory" in log
     assert "CRC mismatch" in log or "not a Holo packet" in log
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_send_gate_keeps_the_queue_within_a_tenth_of_a_second() -> None:
+    from holo.net.adapt import SendGate
+
+    gate = SendGate(max_wait_s=0.1)
+    # Before any measurement: two frames plus 64 KiB may wait.
+    assert gate.admit(0.0, 0, 10_000)
+    gate.sent(10_000)
+    assert gate.admit(0.01, 80_000, 10_000) is True
+    assert gate.admit(0.02, 90_000, 10_000) is False
+    # A link draining 50 kB/s: 5 kB may wait ahead of a new frame (but one frame always may).
+    gate = SendGate(max_wait_s=0.1)
+    queued = 0
+    t = 0.0
+    for _ in range(60):  # 2 s at 30 fps of 3 kB frames into a 50 kB/s link
+        if gate.admit(t, queued, 3000):
+            gate.sent(3000)
+            queued += 3000
+        t += 1 / 30
+        queued = max(0, queued - int(50_000 / 30))
+    rate = gate.drain_rate()
+    assert rate is not None and 40_000 < rate < 60_000
+    assert gate.admit(t, 4000, 3000) and not gate.admit(t, 6000, 3000)
+    assert gate.admit(t, 20_000, 30_000)  # a frame larger than the allowance may still wait alone
+    assert gate.admit(t, 0, 100_000)  # an empty queue always takes a frame

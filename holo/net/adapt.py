@@ -12,9 +12,10 @@ short queue) the budget climbs back by 25 % per report up to the configured ceil
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["AdaptiveBudget", "LinkReport"]
+__all__ = ["AdaptiveBudget", "LinkReport", "SendGate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +73,46 @@ class AdaptiveBudget:
         elif r.frames_dropped == 0 and r.queued_bytes_end < 64 * 1024:
             self.points = int(min(self.ceiling, self.points * 1.25 + 1000))
         return self.points
+
+
+class SendGate:
+    """Decides, frame by frame, whether one more frame may join the data channel's queue.
+
+    aiortc's SCTP only expires a partially reliable message once it has been sent, so bytes waiting
+    in the send queue add their full wait to the latency. The gate measures how fast the queue drains
+    (bytes handed to the channel minus bytes still queued, over the last ``window_s``) and lets a
+    frame in only while what is queued ahead of it would leave within ``max_wait_s``; at least one
+    frame may always wait. Before the first measurement it allows two frames plus 64 KiB.
+    """
+
+    def __init__(self, *, max_wait_s: float = 0.1, window_s: float = 1.0) -> None:
+        self.max_wait_s = max_wait_s
+        self.window_s = window_s
+        self.sent_total = 0
+        self._samples: deque[tuple[float, int]] = deque()
+        self._last_queued = 0
+        self._busy_since: float | None = None
+
+    def sent(self, nbytes: int) -> None:
+        self.sent_total += nbytes
+
+    def drain_rate(self) -> float | None:
+        """Bytes per second that left the queue over the window, or None before a measurement."""
+        if len(self._samples) < 2:
+            return None
+        (t0, d0), (t1, d1) = self._samples[0], self._samples[-1]
+        if t1 - t0 < 0.25 * self.window_s:
+            return None
+        return max(0.0, (d1 - d0) / (t1 - t0))
+
+    def admit(self, now: float, queued: int, frame_bytes: int) -> bool:
+        """Record the queue's state at ``now`` and say whether a ``frame_bytes`` frame may be sent."""
+        self._samples.append((now, self.sent_total - queued))
+        while self._samples and now - self._samples[0][0] > self.window_s:
+            self._samples.popleft()
+        if queued == 0:
+            return True
+        rate = self.drain_rate()
+        if rate is None:
+            return queued <= 2 * frame_bytes + 64 * 1024
+        return queued <= max(frame_bytes, rate * self.max_wait_s)

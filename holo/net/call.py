@@ -4,7 +4,7 @@ What travels between the peers:
 
 - the **point-cloud stream** on the data channel ``holo-cloud``: one Holo packet per frame, split
   into ≤ 64 KiB messages (:mod:`holo.net.chunking`). The channel is *unordered and partially
-  reliable* (``maxPacketLifeTime`` 150 ms): SCTP retransmits a lost piece while it can still arrive
+  reliable* (``maxPacketLifeTime`` 250 ms): SCTP retransmits a lost piece while it can still arrive
   in time, then gives up on it, so one lost UDP datagram never holds back later frames (as a
   reliable channel would) and never loses a frame outright (as a fully unreliable one does with
   ~20 datagrams per frame). The receiver shows the newest complete frame and drops older partial
@@ -13,8 +13,9 @@ What travels between the peers:
   and each side's stats, which the sender uses to fit the stream to the link;
 - **voice** as an Opus audio track.
 
-Flow control: before a frame is sent the channel's ``bufferedAmount`` is checked; if more than two
-frames' worth is still queued the frame is dropped (counted) — latency never grows silently. Once a
+Flow control: before a frame is sent the channel's ``bufferedAmount`` is checked against the rate at
+which the queue drains (:class:`~holo.net.adapt.SendGate`); a frame that would wait more than 100 ms
+behind what is queued is dropped (counted) — latency never grows silently. Once a
 second :class:`~holo.net.adapt.AdaptiveBudget` sets the capture's point budget from the measured
 throughput.
 
@@ -42,12 +43,13 @@ from holo.bus import Bus, Publisher, cloud_topic
 from holo.capture import CaptureConfig
 from holo.codec.packet import Packet
 from holo.errors import CallError, ConfigError, HoloError, SignalingError
-from holo.net.adapt import AdaptiveBudget, LinkReport
+from holo.net.adapt import AdaptiveBudget, LinkReport, SendGate
 from holo.net.audio import WavWriter, frame_to_chunk, open_microphone, pack_audio
 from holo.net.chunking import MAX_MESSAGE_BYTES, Reassembler, split_packet
 from holo.net.clock import OffsetEstimator
 from holo.net.ice import offer_addresses, rtc_configuration
-from holo.net.worker import CaptureProcess, DecodeProcess, WorkerConfig
+from holo.net.sctp import use_realtime_timers
+from holo.net.worker import REPLAY_PREFIX, CaptureProcess, DecodeProcess, WorkerConfig
 from holo.sources import SourceOptions
 
 __all__ = ["CallOptions", "CallSession", "run_call"]
@@ -56,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 CLOUD_CHANNEL_ID = 1
 CONTROL_CHANNEL_ID = 2
-PACKET_LIFETIME_MS = 150
+PACKET_LIFETIME_MS = 250
 STATS_PERIOD_S = 2.0
 
 
@@ -81,6 +83,7 @@ class CallOptions:
     stats_json: str | None = None
     max_points: int | None = None
     insecure_tls: bool = False
+    record: str | None = None
 
 
 @dataclass
@@ -125,6 +128,7 @@ class CallSession:
             ceiling_points=options.max_points or 200_000, fps=options.worker.fps if options.worker else 30.0
         )
         self.window = _Window()
+        self.gate = SendGate()
         self.totals: dict[str, int] = {
             "frames_sent": 0,
             "frames_received": 0,
@@ -138,7 +142,11 @@ class CallSession:
             "audio_frames_received": 0,
             "connections": 0,
         }
-        self.latency_log: deque[tuple[int, int, float]] = deque(maxlen=200_000)  # (seq, arrival ns, ms)
+        # (seq, arrival ns, ms): the end-of-call summary covers the last 10 minutes; --stats-json
+        # keeps up to ~2 hours for analysis.
+        self.latency_log: deque[tuple[int, int, float]] = deque(
+            maxlen=200_000 if options.stats_json else 18_000
+        )
         self.period_log: deque[dict[str, Any]] = deque(maxlen=10_000)
         self.last_remote_stats: dict[str, Any] = {}
         self.last_bpp = 2.0
@@ -155,6 +163,21 @@ class CallSession:
         offer_addresses(self.options.ice_addresses or None)
         self.bus = Bus(self.options.bus_address)
         self.publisher = self.bus.publisher()
+        if self.options.record:
+            from holo.record.writer import Recorder
+
+            self.recorder = Recorder(
+                self.options.record,
+                bus=self.bus,
+                note=f"holo call {self.options.room} as {self.options.name}",
+                recorder_name="holo call --record",
+            )
+            try:
+                self.recorder.start()  # an unwritable path is refused here, before the call starts
+            except HoloError:
+                self.bus.close()
+                raise
+            logger.info("recording the call to %s", self.options.record)
         if self.options.audio_out:
             self.wav = WavWriter(self.options.audio_out)
         if self.options.audio:
@@ -213,8 +236,34 @@ class CallSession:
             self._write_stats_json()
         if self.decoder_process is not None:
             self.decoder_process.stop()
+        self._stop_recorder()
         if self.bus is not None:
             self.bus.close()
+
+    recorder: Any = None
+    _recorder_reported = False
+
+    def _check_recorder(self) -> None:
+        """A recording that failed (a full disk) is reported once; the call goes on without it."""
+        if self.recorder is not None and self.recorder.error is not None and not self._recorder_reported:
+            self._recorder_reported = True
+            logger.error("recording stopped, the call goes on: %s", self.recorder.error)
+
+    def _stop_recorder(self) -> None:
+        if self.recorder is None:
+            return
+        try:
+            report = self.recorder.stop()
+            logger.info(
+                "recorded %d messages (%.1f MB) to %s",
+                report.messages,
+                report.bytes_written / 1e6,
+                report.path,
+            )
+        except HoloError as exc:
+            self._check_recorder()
+            if not self._recorder_reported:
+                logger.error("the recording failed: %s", exc)
 
     # -- signaling -------------------------------------------------------------------------------------
     async def _signaling_loop(self) -> None:
@@ -304,6 +353,7 @@ class CallSession:
     def _new_pc(self, remote: str) -> Any:
         from aiortc import RTCPeerConnection
 
+        use_realtime_timers()
         config = rtc_configuration(
             stun=self.options.stun,
             turn=self.options.turn,
@@ -316,6 +366,7 @@ class CallSession:
         generation = self.pc_generation
         self.pc = pc
         self.remote_name = remote
+        self.gate = SendGate()  # a new channel starts with an empty queue
         self.cloud_channel = pc.createDataChannel(
             "holo-cloud",
             ordered=False,
@@ -454,13 +505,14 @@ class CallSession:
         channel = self.cloud_channel
         if channel is None or channel.readyState != "open":
             return
-        # Flow control: more than two frames' worth still queued means the link is behind — drop.
-        if channel.bufferedAmount > 2 * len(packet) + 64 * 1024:
+        # Flow control: a frame joins the queue only if what waits ahead of it leaves within 100 ms.
+        if not self.gate.admit(time.monotonic(), channel.bufferedAmount, len(packet)):
             self.window.frames_dropped_queue += 1
             self.totals["frames_dropped_queue"] += 1
             return
         for message in split_packet(info["sequence"], packet, max_message_bytes=MAX_MESSAGE_BYTES):
             channel.send(message)
+        self.gate.sent(len(packet))
         self.window.frames_sent += 1
         self.window.bytes_sent += len(packet)
         self.totals["frames_sent"] += 1
@@ -586,6 +638,7 @@ class CallSession:
             await asyncio.sleep(STATS_PERIOD_S)
             stats = self._period_stats()
             self._adapt(stats)
+            self._check_recorder()
             logger.info(
                 "sent %.1f fps (%d dropped), received %.1f fps, latency p50 %s / p95 %s ms, %.2f / %.2f Mbit/s out/in, "
                 "rtt %s ms, loop lag %.0f ms, capture drops %d",
@@ -777,10 +830,32 @@ def add_call_arguments(p: argparse.ArgumentParser) -> None:
         help="at the end, write the summary and every received frame's latency",
     )
     p.add_argument(
+        "--record",
+        metavar="FILE.mcap",
+        help="record the call from this side (both participants, voice, stats) to an MCAP file; a full "
+        "disk stops the recording with a message, not the call",
+    )
+    p.add_argument(
         "--insecure-tls",
         action="store_true",
         help="accept any TLS certificate from the signaling server (testing)",
     )
+
+
+def _check_replay_sources(specs: list[str]) -> None:
+    """``replay:FILE.mcap[:PARTICIPANT]`` is checked here, before anything starts."""
+    replays = [s for s in specs if s.startswith(REPLAY_PREFIX)]
+    if not replays:
+        return
+    if len(specs) > 1:
+        raise ConfigError("--source replay:FILE.mcap cannot be combined with other sources")
+    from holo.record.play import split_replay_spec
+    from holo.record.reader import RecordingReader
+
+    path, _ = split_replay_spec(replays[0][len(REPLAY_PREFIX) :])
+    # Opening checks that it is a readable MCAP file; a missing participant is reported by the
+    # worker as soon as it has looked through the file.
+    RecordingReader(path, recover=True).close()
 
 
 def run_call(args: argparse.Namespace) -> int:
@@ -810,7 +885,9 @@ def run_call(args: argparse.Namespace) -> int:
         codec_options=codec_options(args),
         fps=fps,
         log_level=logging.getLogger().getEffectiveLevel(),
+        participant=name,
     )
+    _check_replay_sources(specs)
     options = CallOptions(
         room=args.room,
         signal_url=args.signal,
@@ -831,6 +908,7 @@ def run_call(args: argparse.Namespace) -> int:
         stats_json=args.stats_json,
         max_points=args.max_points,
         insecure_tls=args.insecure_tls,
+        record=args.record,
     )
     rtc_configuration(
         stun=options.stun,

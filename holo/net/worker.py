@@ -31,7 +31,7 @@ from holo.capture import CaptureConfig, CapturePipeline
 from holo.errors import CallError, HoloError
 from holo.sources import SourceOptions
 
-__all__ = ["CaptureProcess", "DecodeProcess", "WorkerConfig"]
+__all__ = ["REPLAY_PREFIX", "CaptureProcess", "DecodeProcess", "WorkerConfig"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class WorkerConfig:
     codec_options: dict[str, Any] = field(default_factory=dict)
     fps: float = 30.0
     log_level: int = logging.WARNING
+    participant: str = ""  # the name replayed packets are sent under
 
 
 def _lower_priority() -> None:
@@ -57,6 +58,9 @@ def _lower_priority() -> None:
 def _worker_main(conn: Connection, config: WorkerConfig) -> None:  # runs in the child process
     logging.basicConfig(level=config.log_level, format="%(asctime)s capture %(levelname)s: %(message)s")
     _lower_priority()
+    if len(config.sources) == 1 and config.sources[0].startswith(REPLAY_PREFIX):
+        _replay_main(conn, config, config.sources[0][len(REPLAY_PREFIX) :])
+        return
     from holo.codec import StreamEncoder
     from holo.sources import open_source
 
@@ -131,6 +135,51 @@ def _worker_main(conn: Connection, config: WorkerConfig) -> None:  # runs in the
     finally:
         for s in locals().get("sources", []):
             s.close()
+
+
+REPLAY_PREFIX = "replay:"
+
+
+def _replay_main(conn: Connection, config: WorkerConfig, spec: str) -> None:  # in the child process
+    """``--source replay:FILE.mcap[:PARTICIPANT]``: a recorded participant's packets, as recorded
+    (no re-encoding, so the link's point budget does not apply), restamped with the current time and
+    renamed to this call's participant, at the recorded pace, looped."""
+    from holo.codec.packet import Packet
+    from holo.record.play import iter_replay_packets, split_replay_spec
+
+    credits = 0
+    dropped = 0
+    path, who = split_replay_spec(spec)
+    try:
+        for packet in iter_replay_packets(
+            path, who, loop=True, restamp=True, rename=config.participant or None
+        ):
+            while conn.poll():
+                msg = conn.recv()
+                if msg[0] == "stop":
+                    return
+                if msg[0] == "credit":
+                    credits += int(msg[1])
+            if credits <= 0:
+                dropped += 1
+                continue
+            credits -= 1
+            header = Packet.parse(packet)
+            info = {
+                "sequence": header.sequence,
+                "capture_time_ns": header.capture_time_ns,
+                "points": 0,  # not decoded here: replay keeps the recorded bytes
+                "capture_ms": 0.0,
+                "encode_ms": 0.0,
+                "dropped": dropped,
+                "status": "replay",
+            }
+            conn.send(("packet", packet, info))
+        conn.send(("end",))
+    except HoloError as exc:
+        conn.send(("error", str(exc)))
+    except (BrokenPipeError, EOFError, KeyboardInterrupt):
+        return
 
 
 class _ChildProcess:
