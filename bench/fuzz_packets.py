@@ -6,7 +6,8 @@ Starts from real packets (the synthetic performer and, when present, the kinect_
 person) of every codec, then truncates them, flips and overwrites bytes, splices random runs, and
 half the time re-seals the CRC and length so the mutation reaches the codec itself. Every decode
 must either succeed or raise a HoloError subclass; anything else, a decode slower than
---seconds-per-case, or peak memory growing past 1.5 GB counts as a failure. Prints the error classes
+--seconds-per-case, an allocation the 8 GB address-space cap refuses, or peak memory growing past
+1.5 GB counts as a failure. Prints the error classes
 seen and writes JSON. Target (issue 3): >= 100,000 cases, zero failures.
 """
 
@@ -26,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from bench._util import RESULTS, SHARED_DATA, machine, write_json
+
+AS_CAP_BYTES = 8 << 30
 
 
 def seeds() -> list[bytes]:
@@ -96,6 +99,9 @@ def main() -> int:
     from holo.errors import HoloError
 
     base = seeds()
+    # A decoder that allocates what a hostile header declares must fail here, not take the machine:
+    # cap the address space (the JIT compilers and libraries need a few GB of it).
+    resource.setrlimit(resource.RLIMIT_AS, (AS_CAP_BYTES, AS_CAP_BYTES))
     rng = np.random.default_rng(1234)
     outcomes: collections.Counter[str] = collections.Counter()
     failures: list[str] = []
@@ -109,6 +115,8 @@ def main() -> int:
             outcomes["decoded"] += 1
         except HoloError as exc:
             outcomes[type(exc).__name__] += 1
+            if "bad_alloc" in str(exc) or "MemoryError" in str(exc):  # a decoder tried to allocate > the cap
+                failures.append(f"case {i}: allocation bomb ({exc})")
         except Exception as exc:  # a failure: not a HoloError
             failures.append(f"case {i}: {type(exc).__name__}: {exc}")
         took = time.perf_counter() - t0

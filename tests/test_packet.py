@@ -195,3 +195,35 @@ def test_fuzz_mutated_packets_raise_only_holo_errors(data: st.DataObject) -> Non
         candidate = _reseal(candidate[:-4]) if len(candidate) > 30 else candidate  # reach past the CRC
     with contextlib.suppress(HoloError):
         StreamDecoder().decode(candidate)
+
+
+def test_a_draco_payload_declaring_too_many_points_is_refused_before_draco_allocates() -> None:
+    """Found by bench/fuzz_packets.py: 23 kB of Draco declaring 1.4 billion points made Draco allocate
+    over 20 GB. The header is read first now."""
+    import struct
+
+    from holo.capture import CapturePipeline
+    from holo.codec import StreamDecoder, StreamEncoder
+    from holo.codec.packet import LimitExceededError, Packet
+    from holo.sources import open_source
+
+    with open_source("synthetic") as src:
+        cloud = CapturePipeline().process(next(iter(src)))
+    for codec in ("draco", "draco-fast"):
+        packet = Packet.parse(StreamEncoder(codec).encode_bytes(cloud))
+        kind = min(packet.sections)
+        geometry = bytearray(packet.sections[kind])
+        assert struct.unpack_from("<i", geometry, 11)[0] == len(cloud)
+        struct.pack_into("<i", geometry, 11, 1_396_873_974)
+        hostile = bytes(
+            Packet(
+                packet.codec_id,
+                packet.participant,
+                packet.sequence,
+                packet.capture_time_ns,
+                packet.flags,
+                {**packet.sections, kind: bytes(geometry)},
+            )
+        )
+        with pytest.raises(LimitExceededError, match="declares 1396873974 points"):
+            StreamDecoder().decode(hostile)
