@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench install system-deps clean
+.PHONY: demo test lint bench soak install system-deps clean
 
 $(STAMP): pyproject.toml .ci/system-deps.sh
 	sh .ci/system-deps.sh
@@ -35,8 +35,17 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
+# Every benchmark except the 10-minute soak (make soak); figures go to bench/results/.
 bench: $(STAMP)
 	$(BIN)/python bench/capture.py
+	$(BIN)/python bench/codec.py
+	$(BIN)/python bench/fuzz_packets.py
+	$(BIN)/python bench/call.py
+	$(BIN)/python bench/viewer.py
+	$(BIN)/python bench/record.py
+
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -39,6 +39,7 @@ def measure(
     options = SourceOptions(intrinsics=intrinsics, loop=True)
     decode_ms, extract_ms, points = [], [], []
     skeletons: list[bytes] = []
+    last_age = 1 << 30
     with open_source(spec, options) as src:
         it = iter(src)
         config = CaptureConfig(body="on", segmenter=SegmenterConfig(keep="main")) if body else CaptureConfig()
@@ -54,8 +55,11 @@ def measure(
                 extract_ms.append((t2 - t1) * 1000)
                 points.append(len(cloud))
                 obs = getattr(pipeline.segmenter, "last_observation", None) if body else None
-                if obs is not None and obs.found and obs.pose_age_frames == 0:
-                    skeletons.append(b"new pose")  # a fresh MediaPipe Pose result in this frame
+                # A fresh MediaPipe Pose result arrived in this frame when its age went down (results
+                # come from a worker thread, so a new one is 0 or 1 frames old).
+                if obs is not None and obs.found and obs.pose_age_frames < last_age:
+                    skeletons.append(b"new pose")
+                last_age = obs.pose_age_frames if obs is not None and obs.found else 1 << 30
         pipeline.close()
     total = [d + e for d, e in zip(decode_ms, extract_ms)]
     w, h = frame.intrinsics.width, frame.intrinsics.height

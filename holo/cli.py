@@ -305,7 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="call someone: send your person cloud and voice, receive theirs (WebRTC)",
         description="Join ROOM on the signaling server and call the other participant: capture, encode and send the "
         "local person over a WebRTC data channel with voice, receive theirs and publish it on the local bus "
-        "(holo/<participant>/cloud) for the viewer and recorder. Stats go to the log and holo/<you>/stats.",
+        "(holo/<participant>/cloud) for the viewer and recorder. Stats go to the log and holo/<you>/stats. "
+        "Besides the capture sources below, --source replay:FILE.mcap[:PARTICIPANT] sends a recorded "
+        "participant's packets as recorded (restamped, renamed to you, looped).",
     )
     from holo.net.call import add_call_arguments
 

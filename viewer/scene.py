@@ -348,6 +348,7 @@ class BusFeed:
 
         self.scene = scene
         self.last_arrival_ns: dict[str, int] = {}
+        self.last_ready_ns: dict[str, int] = {}  # when the decoded cloud reached the scene
         self.decoded = 0
         self.refused = 0
         ctx = multiprocessing.get_context("spawn")
@@ -375,6 +376,7 @@ class BusFeed:
                 self.scene.dropped += dropped
                 self.last_arrival_ns[view.cloud.participant] = arrival_ns
                 self.scene.apply(view)
+                self.last_ready_ns[view.cloud.participant] = time.time_ns()
                 self.decoded += 1
             elif kind == "refused":
                 self.refused += 1
