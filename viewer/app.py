@@ -142,7 +142,7 @@ def stats_lines(scene: Scene, feed: BusFeed | None) -> list[str]:
         if feed is None:  # a file: nothing is streaming
             lines.append(f"{p.name}: {len(p.points):,} points")
             continue
-        parts = [f"{p.name}: {p.fps:4.1f} fps shown"]
+        parts = [f"{p.name}: {p.fps:4.1f} fps"]
         if s.get("latency_p50_ms") is not None:
             parts.append(f"latency {s['latency_p50_ms']:.0f}/{s.get('latency_p95_ms') or 0:.0f} ms")
         if s.get("bitrate_in_mbps") is not None:
