@@ -1,6 +1,6 @@
 """Call benchmark: two `holo call` processes on loopback, a real person at 30 fps, clean and lossy.
 
-Usage: python bench/call.py [--seconds S] [--json FILE] [--points N] [--fps F] [--loss P]
+Usage: python bench/call.py [--seconds S] [--json FILE] [--points N] [--fps F] [--loss P] [--body MODE]
 
 Runs a `holo signal` server and two calls (alice and bob), each sending the kinect_five_people
 people held as a live camera (`--source still:pcd:...`, at most --points points per frame, default
@@ -16,6 +16,12 @@ estimate) p50/p95, the received bitrate, the longest gap between frames (stall),
 (the call process and its capture worker, % of one core). Writes JSON and a latency-over-time PNG.
 Targets (issue 4): >= 29 fps, p50 <= 60 ms, p95 <= 100 ms, <= 12 Mbit/s clean; no stall > 1 s and
 >= 25 fps impaired.
+
+Body tracking (MediaPipe, `--body`) is off by default: this measures the call itself (capture with
+depth-only person extraction, encode, WebRTC, decode). With `--body auto` both peers also run
+MediaPipe, which on this 2-core machine (both peers on it) takes most of the CPU the call needs;
+that configuration is measured separately (`--body auto --skip-impaired --json
+bench/results/call_body.json`).
 """
 
 from __future__ import annotations
@@ -126,7 +132,16 @@ def analyse(stats_path: Path) -> dict[str, Any]:
 
 def run(name: str, tmp: Path, args: argparse.Namespace, *, loss: float = 0.0) -> list[dict[str, Any]]:
     five = SHARED_DATA / "kinect_five_people" / "five_people.pcd"
-    source = ["--source", f"still:pcd:{five}", "--max-points", str(args.points), "--fps", str(args.fps)]
+    source = [
+        "--source",
+        f"still:pcd:{five}",
+        "--max-points",
+        str(args.points),
+        "--fps",
+        str(args.fps),
+        "--body",
+        args.body,
+    ]
     tone = tone_wav(tmp / "tone.wav")
     signal_proc, url = start_signal(tmp)
     turn = relay = None
@@ -243,6 +258,12 @@ def main() -> int:
     parser.add_argument(
         "--loss", type=float, default=0.05, help="datagram loss on bob's uplink in the impaired run"
     )
+    parser.add_argument(
+        "--body",
+        choices=("off", "auto", "on"),
+        default="off",
+        help="body tracking on both peers (default off: the call alone; see above)",
+    )
     parser.add_argument("--json", default=str(RESULTS / "call.json"))
     parser.add_argument("--skip-impaired", action="store_true")
     args = parser.parse_args()
@@ -283,6 +304,7 @@ def main() -> int:
             "machine": machine(),
             "points": args.points,
             "fps": args.fps,
+            "body": args.body,
             "seconds": args.seconds,
             "rows": rows,
         },
