@@ -263,3 +263,38 @@ def test_window_under_xvfb_shows_the_person_and_obeys_keys(tmp_path: Path) -> No
     shot = np.asarray(Image.open(next(tmp_path.glob("holo-view-*.png"))).convert("RGB"))
     assert shot.shape == (600, 800, 3)
     assert foreground(shot).mean() > 0.03
+
+
+def test_near_splats_are_discs_and_the_square_splat_choice_is_conservative(offscreen: Offscreen) -> None:
+    # A sparse grid of dots (10 cm apart) seen from a couple of metres: splats of tens of pixels.
+    g = np.arange(-0.3, 0.31, 0.1, dtype=np.float32)
+    xs, ys = np.meshgrid(g, g + 1.0)
+    pts = np.c_[xs.ravel(), ys.ravel(), np.zeros(xs.size, np.float32)].astype(np.float32)
+    dots = PersonCloud(pts, np.full((len(pts), 3), 220, np.uint8), 0, 0, participant="dots", frame="world")
+    scene = Scene()
+    scene.update(dots)
+    camera = fit_camera(scene, W / H)
+    fg = foreground(offscreen.render(scene, camera))
+    # The top-left dot's blob: a disc fills ~pi/4 of its bounding square (a square splat fills it all).
+    from scipy import ndimage
+
+    labels, count = ndimage.label(fg)
+    assert count >= len(pts) * 0.9, "the dots should not touch at this spacing"
+    fills = []
+    for sl in ndimage.find_objects(labels):
+        blob = labels[sl] > 0
+        if min(blob.shape) >= 9:
+            fills.append(blob.mean())
+    print(f"\n{count} dots, splat fill of their boxes: median {np.median(fills):.2f}")
+    assert fills and 0.70 < np.median(fills) < 0.86
+
+    # The bound used to pick square splats is never below any point's real size.
+    p = next(p for p, _ in scene.snapshot())
+    gpu = offscreen.renderer._gpu["dots"]
+    focal = camera.projection(W / H)[1, 1] * H / 2
+    model_view = camera.view() @ p.model_matrix() @ p.world_from_camera
+    depth = -(np.c_[pts, np.ones(len(pts))] @ model_view[2])
+    sizes = np.clip(p.point_size_m * focal / np.maximum(depth, 0.05), 1, 48)
+    bound = gpu.largest_splat_px(model_view, p.point_size_m, focal)
+    print(f"largest splat {sizes.max():.1f} px, bound {bound:.1f} px")
+    assert sizes.max() <= bound + 1e-6 and bound > 4.0

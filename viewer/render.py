@@ -4,14 +4,23 @@ One code path for the desktop window, the offscreen snapshot (EGL) and the heads
 swapchain images): the caller binds a framebuffer and passes a view and a projection per eye.
 
 Points render as round splats whose size follows distance — each point covers the patch of surface
-it stands for (about 1.6 times the cloud's point spacing, estimated per participant), so a person
+it stands for (about 1.8 times the cloud's point spacing, estimated per participant), so a person
 looks solid at a metre and does not turn into dust when far. A fading participant is drawn with a
 stable screen-door pattern (order-independent, no sorting).
+
+Software GL (Mesa's llvmpipe) allocates and frees several megabytes of binning memory every frame.
+With glibc's default trim threshold (128 KiB) the freed top of the heap goes back to the kernel each
+time and the next frame page-faults it in again, zeroed: that halves the frame rate of a near,
+screen-filling person. :func:`keep_frame_memory` raises the threshold once per process (64 MiB
+stay mapped), measured by ``bench/viewer.py``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -20,11 +29,30 @@ import numpy as np
 
 from viewer.scene import Participant
 
-__all__ = ["POSE_CONNECTIONS", "Eye", "Renderer"]
+__all__ = ["POSE_CONNECTIONS", "Eye", "Renderer", "keep_frame_memory"]
 
 logger = logging.getLogger(__name__)
 
 BACKGROUND = (0.07, 0.08, 0.10)
+
+_M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter (malloc.h)
+KEEP_FRAME_MEMORY_BYTES = 64 << 20
+_kept = False
+
+
+def keep_frame_memory() -> bool:
+    """Keep up to 64 MiB of freed heap mapped instead of returning it to the kernel every frame
+    (glibc only; elsewhere a no-op). True when the setting took effect."""
+    global _kept
+    if _kept or not sys.platform.startswith("linux"):
+        return _kept
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        _kept = bool(libc.mallopt(_M_TRIM_THRESHOLD, KEEP_FRAME_MEMORY_BYTES))
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
+        _kept = False
+    return _kept
+
 
 #: MediaPipe Pose's skeleton lines (pairs of joint indices).
 POSE_CONNECTIONS = (
@@ -64,6 +92,20 @@ void main() {
         if (dot(c, c) > 1.0) discard;
     }
     color = vec4(v_color, 1.0);
+}
+"""
+
+# A participant whose nearest splat is at most SQUARE_SPLAT_MAX_PX wide is drawn with square splats:
+# at 4 pixels a disc and a square differ by their corner pixels, and a shader that never reads
+# gl_PointCoord spares llvmpipe the point-sprite set-up of every point (~12 % of a frame).
+SQUARE_SPLAT_MAX_PX = 4.0
+_SQUARE_FS = """
+#version 330
+in vec3 v_color;
+in float v_size;
+out vec4 color;
+void main() {
+    color = vec4(v_color, v_size > 0.0 ? 1.0 : 0.0);
 }
 """
 
@@ -138,6 +180,12 @@ class _Gpu:
         self.col: moderngl.Buffer | None = None
         self.vaos: dict[int, moderngl.VertexArray] = {}
         self.program = program
+        self.corners = np.zeros((8, 4))  # the cloud's bounding box, homogeneous
+
+    def largest_splat_px(self, model_view: np.ndarray, size_m: float, focal_px: float) -> float:
+        """An upper bound of the splat size (pixels): at the box corner nearest the eye."""
+        nearest = float(np.max(self.corners @ model_view[2])) if self.count else -1.0
+        return min(48.0, max(1.0, size_m * focal_px / max(-nearest, 0.05)))
 
     def upload(self, points: np.ndarray, colors: np.ndarray) -> None:
         n = len(points)
@@ -153,6 +201,11 @@ class _Gpu:
             rgba[:, 3] = 255
             self.pos.write(np.ascontiguousarray(points, np.float32).tobytes())
             self.col.write(rgba.tobytes())
+            # (column by column: numpy's axis-0 reduction of an N x 3 array is ~20x slower)
+            lo = [points[:, i].min() for i in range(3)]
+            hi = [points[:, i].max() for i in range(3)]
+            box = np.array(np.meshgrid([lo[0], hi[0]], [lo[1], hi[1]], [lo[2], hi[2]])).reshape(3, -1).T
+            self.corners = np.c_[box, np.ones(8)]
         self.count = n
 
     def vao_for(self, program: moderngl.Program) -> moderngl.VertexArray:
@@ -180,8 +233,10 @@ def _u(program: moderngl.Program, name: str) -> moderngl.Uniform:
 
 class Renderer:
     def __init__(self, ctx: moderngl.Context) -> None:
+        keep_frame_memory()
         self.ctx = ctx
         self.points = ctx.program(vertex_shader=_POINT_VS, fragment_shader=_POINT_FS)
+        self.square = ctx.program(vertex_shader=_POINT_VS, fragment_shader=_SQUARE_FS)
         self.fading = ctx.program(vertex_shader=_POINT_VS, fragment_shader=_FADING_FS)
         self.lines = ctx.program(vertex_shader=_LINE_VS, fragment_shader=_LINE_FS)
         self.quad = ctx.program(vertex_shader=_QUAD_VS, fragment_shader=_QUAD_FS)
@@ -222,9 +277,14 @@ class Renderer:
                 gpu = self._gpu.get(p.name)
                 if gpu is None or gpu.count == 0:
                     continue
-                program = self.points if opacity >= 1.0 else self.fading
                 model = p.model_matrix() @ p.world_from_camera
                 model_view = eye.view.astype(np.float64) @ model
+                if opacity < 1.0:
+                    program = self.fading
+                elif gpu.largest_splat_px(model_view, p.point_size_m, focal_px) <= SQUARE_SPLAT_MAX_PX:
+                    program = self.square
+                else:
+                    program = self.points
                 self._set(program, mvp=eye.proj @ model_view)
                 _u(program, "depth_row").value = tuple(float(v) for v in model_view[2])
                 _u(program, "size_m").value = p.point_size_m
