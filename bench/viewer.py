@@ -10,7 +10,7 @@ Usage: python bench/viewer.py [--frames N] [--json FILE]
    packets published at 30 fps while the viewer renders as fast as it can. Target: <= 1 frame.
    Decoding a 100k-point packet (in the feed's own process) comes first; the delay is also given
    from the moment the decoded cloud reached the scene, which is the viewer's own queueing.
-3. Fps rows interleave three rounds of ours and the baseline and take each one's median.
+3. Fps rows interleave five rounds of ours and the baseline and take each one's median.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def measure_fps(frames: int, n_points: int) -> list[dict]:
                         vao.render(moderngl.POINTS)
 
             # Interleaved rounds, median of each: a machine's slow patch hits both sides alike.
-            rounds = [(time_frames(ours, ctx, frames), time_frames(baseline, ctx, frames)) for _ in range(3)]
+            rounds = [(time_frames(ours, ctx, frames), time_frames(baseline, ctx, frames)) for _ in range(5)]
             fps_ours = float(np.median([r[0] for r in rounds]))
             fps_base = float(np.median([r[1] for r in rounds]))
             rows.append(

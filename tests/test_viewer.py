@@ -298,3 +298,13 @@ def test_near_splats_are_discs_and_the_square_splat_choice_is_conservative(offsc
     bound = gpu.largest_splat_px(model_view, p.point_size_m, focal)
     print(f"largest splat {sizes.max():.1f} px, bound {bound:.1f} px")
     assert sizes.max() <= bound + 1e-6 and bound > 4.0
+
+
+def test_the_renderer_keeps_frame_memory_mapped_on_glibc(offscreen: Offscreen) -> None:
+    import platform
+
+    from viewer.render import keep_frame_memory
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the allocator setting is glibc's; this libc has none")
+    assert keep_frame_memory()  # set once by the Renderer; asking again reports it took effect

@@ -12,7 +12,8 @@ Software GL (Mesa's llvmpipe) allocates and frees several megabytes of binning m
 With glibc's default trim threshold (128 KiB) the freed top of the heap goes back to the kernel each
 time and the next frame page-faults it in again, zeroed: that halves the frame rate of a near,
 screen-filling person. :func:`keep_frame_memory` raises the threshold once per process (64 MiB
-stay mapped), measured by ``bench/viewer.py``.
+stay mapped), measured by ``bench/viewer.py``. Setting it turns off glibc's sliding mmap threshold,
+so that is fixed at 4 MiB (arrays below it come from the heap, as the sliding one would do).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ logger = logging.getLogger(__name__)
 
 BACKGROUND = (0.07, 0.08, 0.10)
 
-_M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 KEEP_FRAME_MEMORY_BYTES = 64 << 20
+MMAP_THRESHOLD_BYTES = 4 << 20
 _kept = False
 
 
@@ -49,6 +51,7 @@ def keep_frame_memory() -> bool:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         _kept = bool(libc.mallopt(_M_TRIM_THRESHOLD, KEEP_FRAME_MEMORY_BYTES))
+        _kept = _kept and bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
     except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
         _kept = False
     return _kept
