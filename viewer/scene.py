@@ -57,15 +57,17 @@ class ViewData:
 
 
 def prepare_view(cloud: PersonCloud, *, measure_spacing: bool) -> ViewData:
-    points, world_from_camera = view_cloud(cloud)
+    # Placement needs statistics, not every point: they come from a ~20k-point sample. The renderer
+    # applies world_from_camera itself, so a camera-frame cloud is never transformed here.
+    step = max(1, len(cloud) // 20000)
+    sample, world_from_camera = view_cloud(cloud, step=step)
     feet = width = spacing = None
-    if len(points):
-        sample = points[:: max(1, len(points) // 20000)]
+    if len(sample):
         lo, hi = np.percentile(sample[:, 0], [1, 99])
         feet = np.array([(lo + hi) / 2, float(np.median(sample[:, 2]))])
         width = max(0.6, float(hi - lo))
-        if measure_spacing:
-            spacing = _organized_spacing(cloud) or _point_spacing(points)
+        if measure_spacing:  # (a rigid placement keeps distances: the spacing of the cloud as sent)
+            spacing = _organized_spacing(cloud) or _point_spacing(cloud.points_m)
     # The viewer does not need the pixel grid; dropping it keeps the hand-over small.
     return ViewData(cloud.with_(pixels=None), world_from_camera, feet, width, spacing)
 
@@ -84,18 +86,21 @@ def _organized_spacing(cloud: PersonCloud) -> float | None:
     return float(np.clip(z / cloud.intrinsics.fx * np.sqrt(strides[0] * strides[1]), 0.002, 0.03))
 
 
-def view_cloud(cloud: PersonCloud) -> tuple[np.ndarray, np.ndarray]:
-    """The cloud's points in its world frame (floor y = 0, facing +z) and the matrix applied.
+def view_cloud(cloud: PersonCloud, *, step: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The cloud's points (every ``step``-th) in its world frame (floor y = 0, facing +z) and the
+    matrix applied.
 
     A camera-frame cloud without ``world_from_camera`` is assumed to come from a level camera: x
     kept, y and z flipped, and lifted so its lowest points touch the floor.
     """
+    points = cloud.points_m[::step]
     if cloud.frame == "world":
-        return cloud.points_m, np.eye(4)
+        return points, np.eye(4)
     if cloud.world_from_camera is not None:
-        return cloud.points_in_world(), cloud.world_from_camera
+        m = cloud.world_from_camera
+        return points @ m[:3, :3].T.astype(np.float32) + m[:3, 3].astype(np.float32), m
     m = np.diag([1.0, -1.0, -1.0, 1.0])
-    pts = cloud.points_m * np.array([1, -1, -1], np.float32)
+    pts = points * np.array([1, -1, -1], np.float32)
     if len(pts):
         m[1, 3] = -float(np.percentile(pts[:, 1], 0.5))
         pts = pts + np.array([0, m[1, 3], 0], np.float32)
@@ -285,8 +290,22 @@ def _point_spacing(points: np.ndarray) -> float:
     return float(np.clip(np.median(dist[:, 1]) / 2, 0.002, 0.03))
 
 
-def _feed_main(conn: Any, address: str | None, log_level: int) -> None:  # the feed's own process
-    """Subscribe, decode the newest packet per participant, prepare it, hand it to the viewer."""
+PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
+
+
+def _widen_pipe(fd: int) -> None:
+    """Give a pipe a 1 MiB buffer (Linux; elsewhere, or when refused, it keeps its own)."""
+    import contextlib
+    import fcntl
+
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+
+
+def _feed_main(stop: Any, conn: Any, address: str | None, log_level: int) -> None:  # the feed's process
+    """Subscribe, decode the newest packet per participant, prepare it, hand it to the viewer.
+
+    ``stop`` becomes readable (a message, or end of file when the viewer is gone) to stop."""
     import contextlib
     import os
 
@@ -302,7 +321,7 @@ def _feed_main(conn: Any, address: str | None, log_level: int) -> None:  # the f
     decoder = StreamDecoder()
     frames: dict[str, int] = {}
     try:
-        while not conn.poll():
+        while not stop.poll():
             msg = sub.recv(timeout_s=0.05)
             if msg is None:
                 continue
@@ -352,15 +371,21 @@ class BusFeed:
         self.decoded = 0
         self.refused = 0
         ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe(duplex=True)
+        # Two one-way pipes, the data one widened: a cloud (1.5 MB at 100k points) then crosses in
+        # two reads, where a socket pair's 200 kB buffer takes a dozen, and each read waits for this
+        # process's GIL, which the render loop holds through its GL calls.
+        self._conn, child_out = ctx.Pipe(duplex=False)
+        child_stop, self._stop = ctx.Pipe(duplex=False)
+        _widen_pipe(child_out.fileno())
         self._process = ctx.Process(
             target=_feed_main,
-            args=(child, address, logging.getLogger().getEffectiveLevel()),
+            args=(child_stop, child_out, address, logging.getLogger().getEffectiveLevel()),
             name="holo-view-feed",
             daemon=True,
         )
         self._process.start()
-        child.close()
+        child_out.close()
+        child_stop.close()
         self._thread = threading.Thread(target=self._run, name="holo-view-feed", daemon=True)
         self._thread.start()
 
@@ -409,10 +434,11 @@ class BusFeed:
         import contextlib
 
         with contextlib.suppress(OSError, BrokenPipeError):
-            self._conn.send(("stop",))
+            self._stop.send(("stop",))
         self._process.join(3)
         if self._process.is_alive():
             self._process.terminate()
             self._process.join(2)
         self._conn.close()
+        self._stop.close()
         self._thread.join(2)
