@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from holo.stats import percentile as _percentile
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HOLO_SHARED_DATA", REPO.parent / "shared" / "data"))
 RESULTS = REPO / "bench" / "results"
@@ -28,13 +30,9 @@ def one_core() -> None:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = (len(s) - 1) * q / 100
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+    """As :func:`holo.stats.percentile`, NaN for no values (tables and JSON take it)."""
+    p = _percentile(values, q)
+    return float("nan") if p is None else p
 
 
 def machine() -> dict[str, Any]:
