@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,8 +41,7 @@ import itertools
 import psutil
 
 from bench._util import RESULTS, SHARED_DATA, machine, percentile, table, write_json
-from tests.callkit import start_call, start_signal, tone_wav, wait_until
-from tests.conftest import free_port
+from tests.callkit import start_call, start_signal, start_turn, tone_wav, turn_args, wait_until
 from tests.lossy_relay import LossyRelay
 
 WARMUP_S = 5.0
@@ -59,44 +56,6 @@ def cpu_seconds(pid: int) -> float:
         return total
     except psutil.Error:
         return 0.0
-
-
-def start_turn(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
-    exe = shutil.which("turnserver")
-    if exe is None:
-        raise SystemExit("the impaired run needs coturn's turnserver (apt-get install coturn)")
-    port, relay = free_port(), free_port()
-    proc = subprocess.Popen(
-        [
-            exe,
-            "-n",
-            "--listening-ip=127.0.0.1",
-            f"--listening-port={port}",
-            "--relay-ip=127.0.0.1",
-            f"--min-port={relay}",
-            f"--max-port={relay + 50}",
-            "--lt-cred-mech",
-            "--user=holo:turn-secret",
-            "--realm=holo.bench",
-            "--no-tls",
-            "--no-dtls",
-            "--no-cli",
-            "--allow-loopback-peers",
-            f"--pidfile={tmp / 'turn.pid'}",
-            "--log-file=stdout",
-            "--simple-log",
-        ],
-        stdout=open(tmp / "turn.log", "w"),  # noqa: SIM115 - coturn's log, kept open while it runs
-        stderr=subprocess.STDOUT,
-    )
-    import socket
-
-    def up() -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_until(up, 15, "coturn")
-    return proc, port
 
 
 def analyse(stats_path: Path) -> dict[str, Any]:
@@ -147,18 +106,12 @@ def run(name: str, tmp: Path, args: argparse.Namespace, *, loss: float = 0.0) ->
     turn = relay = None
     bob_extra: list[str] = []
     if loss > 0:
-        turn, turn_port = start_turn(tmp)
+        started = start_turn(tmp)
+        if started is None:
+            raise SystemExit("the impaired run needs coturn's turnserver (apt-get install coturn)")
+        turn, turn_port = started
         relay = LossyRelay(("127.0.0.1", turn_port), loss_up=loss)
-        bob_extra = [
-            "--turn",
-            f"turn:127.0.0.1:{relay.port}",
-            "--turn-user",
-            "holo",
-            "--turn-pass",
-            "turn-secret",
-            "--ice-policy",
-            "relay",
-        ]
+        bob_extra = turn_args(relay.port)
     seconds = str(args.seconds + 15)
     alice, _ = start_call(
         tmp,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +20,20 @@ import numpy as np
 from holo.bus import Bus
 from tests.conftest import REPO, free_port, free_port_pair
 
-__all__ = ["BusTap", "HoloProcess", "start_call", "start_signal", "tone_wav", "wait_until"]
+__all__ = [
+    "NO_TURNSERVER",
+    "BusTap",
+    "HoloProcess",
+    "start_call",
+    "start_signal",
+    "start_turn",
+    "tone_wav",
+    "turn_args",
+    "wait_until",
+]
+
+NO_TURNSERVER = "coturn's turnserver is not installed (make test installs it as root: apt-get install coturn)"
+TURN_USER, TURN_PASS = "holo", "turn-secret"
 
 
 class HoloProcess:
@@ -102,6 +117,71 @@ def start_call(
         *extra,
     ]
     return HoloProcess(args, tmp / f"call-{name}{log_suffix}.log", cpus=cpus), bus
+
+
+def start_turn(tmp: Path) -> tuple[subprocess.Popen[bytes], int] | None:
+    """A coturn TURN server on 127.0.0.1 (log in ``tmp/turn.log``) and its port; None without coturn.
+
+    Stop it with ``terminate()`` and ``wait()``.
+    """
+    exe = shutil.which("turnserver")
+    if exe is None:
+        return None
+    port = free_port()
+    relay = free_port()
+    with open(tmp / "turn.log", "w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [
+                exe,
+                "-n",
+                "--listening-ip=127.0.0.1",
+                f"--listening-port={port}",
+                "--relay-ip=127.0.0.1",
+                f"--min-port={relay}",
+                f"--max-port={relay + 50}",
+                "--lt-cred-mech",
+                f"--user={TURN_USER}:{TURN_PASS}",
+                "--realm=holo.test",
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                "--allow-loopback-peers",
+                "--simple-log",
+                "--log-file=stdout",
+                f"--pidfile={tmp / 'turn.pid'}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def listening() -> bool:
+        if proc.poll() is not None:
+            return True
+        with socket.socket() as s:  # coturn also listens on TCP at the same port
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_until(listening, 15, "the TURN server to listen")
+        assert proc.poll() is None, (tmp / "turn.log").read_text()
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
+    return proc, port
+
+
+def turn_args(port: int) -> list[str]:
+    """``holo call`` options that send everything through the TURN server at 127.0.0.1:``port``."""
+    return [
+        "--turn",
+        f"turn:127.0.0.1:{port}",
+        "--turn-user",
+        TURN_USER,
+        "--turn-pass",
+        TURN_PASS,
+        "--ice-policy",
+        "relay",
+    ]
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:

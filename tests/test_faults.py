@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.callkit import BusTap, start_call, start_signal, wait_until
+from tests.callkit import NO_TURNSERVER, BusTap, start_call, start_signal, start_turn, turn_args, wait_until
 from tests.conftest import free_port
 
 LIGHT = ["--no-audio", "--fps", "15", "--seconds", "120", "--body", "off"]
@@ -73,7 +73,7 @@ def test_the_call_continues_while_the_signaling_server_restarts(tmp_path: Path) 
         time.sleep(4.0)  # the server is down
         during = [t for _, t in tap.topic("holo/alice/cloud") if t > stopped_at]
         signal2, _ = start_signal(tmp_path, port)
-        wait_until(
+        wait_until(  # each join logs "joined room" once: a second line is the rejoin
             lambda: alice.text().count("joined room") >= 2 and bob.text().count("joined room") >= 2,
             60,
             "both to rejoin the restarted server",
@@ -99,30 +99,21 @@ def test_a_lossy_delayed_uplink_never_stalls_over_a_second(tmp_path: Path) -> No
     """Bob's uplink goes through a user-space relay that drops 10 % of his datagrams and delays the
     rest by 50 ms, into a TURN server (coturn) that carries the call; alice watches bob."""
     from tests.lossy_relay import LossyRelay
-    from tests.test_call import _turnserver
 
-    turn, turn_port = _turnserver(tmp_path)
+    started = start_turn(tmp_path)
+    if started is None:
+        pytest.skip(NO_TURNSERVER)
+    turn, turn_port = started
     relay = LossyRelay(("127.0.0.1", turn_port), loss_up=0.10, delay_up_s=0.050, seed=9)
-    via_relay = [
-        "--turn",
-        f"turn:127.0.0.1:{relay.port}",
-        "--turn-user",
-        "holo",
-        "--turn-pass",
-        "turn-secret",
-        "--ice-policy",
-        "relay",
-    ]
-    # 15 fps a side: at 30 both calls, their workers, coturn and the relay saturate this 2-core
-    # machine, and event loops starved of CPU (not the link) then stall for seconds.
-    light15 = ["--no-audio", "--fps", "15", "--seconds", "120", "--body", "off"]
+    # LIGHT is 15 fps a side: at 30 both calls, their workers, coturn and the relay saturate this
+    # 2-core machine, and event loops starved of CPU (not the link) then stall for seconds.
     signal_proc, url = start_signal(tmp_path)
-    alice, alice_bus = start_call(tmp_path, "alice", url, *light15)
+    alice, alice_bus = start_call(tmp_path, "alice", url, *LIGHT)
     tap = BusTap(alice_bus, ["holo/bob/cloud"])
     bob = None
     measure_s = 20.0
     try:
-        bob, _ = start_call(tmp_path, "bob", url, *light15, *via_relay)
+        bob, _ = start_call(tmp_path, "bob", url, *LIGHT, *turn_args(relay.port))
         wait_until(
             lambda: len(tap.topic("holo/bob/cloud")) >= 10, 120, "bob's frames through the lossy relay"
         )
@@ -136,9 +127,8 @@ def test_a_lossy_delayed_uplink_never_stalls_over_a_second(tmp_path: Path) -> No
                 p.stop()
         tap.close()
         relay.close()
-        turn.terminate()  # type: ignore[attr-defined]
-        turn.wait(10)  # type: ignore[attr-defined]
-        turn.log.close()  # type: ignore[attr-defined]
+        turn.terminate()
+        turn.wait(10)
     gaps = [b - a for a, b in zip([start, *arrivals], arrivals, strict=False)]
     fps = len(arrivals) / measure_s
     dropped = relay.counts["up_dropped"] / max(1, relay.counts["up"])

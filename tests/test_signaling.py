@@ -26,12 +26,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from holo.cli import main as holo_main
 from holo.errors import ConfigError, SignalingError
 from holo.net.signaling import MAX_MESSAGE_BYTES, SignalingClient, SignalingRefusal
 from holo.net.signaling_server import (
     SignalingServer,
     add_signal_arguments,
-    main,
     make_server_ssl_context,
     parse_room_spec,
 )
@@ -596,22 +596,22 @@ def test_command_line_refuses_bad_options(tmp_path: Path, capsys: pytest.Capture
             parse_room_spec(spec)
 
     missing = tmp_path / "missing.pem"
-    assert main(["--port", "0", "--tls-cert", str(missing), "--tls-key", str(missing)]) == 2
+    assert holo_main(["signal", "--port", "0", "--tls-cert", str(missing), "--tls-key", str(missing)]) == 2
     assert f"the TLS certificate file {missing} does not exist" in capsys.readouterr().err
     not_pem = tmp_path / "not.pem"
     not_pem.write_text("hello\n")
-    assert main(["--port", "0", "--tls-cert", str(not_pem), "--tls-key", str(not_pem)]) == 2
+    assert holo_main(["signal", "--port", "0", "--tls-cert", str(not_pem), "--tls-key", str(not_pem)]) == 2
     assert f"the TLS certificate {not_pem} and key {not_pem} could not be loaded" in capsys.readouterr().err
-    assert main(["--port", "0", "--tls-cert", str(not_pem)]) == 2
+    assert holo_main(["signal", "--port", "0", "--tls-cert", str(not_pem)]) == 2
     assert "--tls-cert and --tls-key must be given together" in capsys.readouterr().err
-    assert main(["--port", "0", "--room", "kitchen"]) == 2
+    assert holo_main(["signal", "--port", "0", "--room", "kitchen"]) == 2
     assert "ROOM:TOKEN" in capsys.readouterr().err
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert main(["--host", "127.0.0.1", "--port", str(port)]) == 2
+        assert holo_main(["signal", "--host", "127.0.0.1", "--port", str(port)]) == 2
         assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
 
 
@@ -624,15 +624,16 @@ def test_end_to_end_with_a_server_process() -> None:
     url = f"ws://127.0.0.1:{port}/ws"
     command = [
         sys.executable,
-        "-c",
-        "import sys; from holo.net.signaling_server import main; sys.exit(main())",
+        "-m",
+        "holo.cli",
+        "-v",
+        "signal",
         "--host",
         "127.0.0.1",
         "--port",
         str(port),
         "--room",
         f"kitchen:{TOKEN}",
-        "-v",
     ]
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     terminated_at = 0.0

@@ -90,8 +90,6 @@ class SendGate:
         self.window_s = window_s
         self.sent_total = 0
         self._samples: deque[tuple[float, int]] = deque()
-        self._last_queued = 0
-        self._busy_since: float | None = None
 
     def sent(self, nbytes: int) -> None:
         self.sent_total += nbytes

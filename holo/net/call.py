@@ -32,12 +32,11 @@ import json
 import logging
 import secrets
 import signal
-import statistics
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from holo.bus import Bus, Publisher, cloud_topic
 from holo.capture import CaptureConfig
@@ -51,6 +50,10 @@ from holo.net.ice import offer_addresses, rtc_configuration
 from holo.net.sctp import use_realtime_timers
 from holo.net.worker import REPLAY_PREFIX, CaptureProcess, DecodeProcess, WorkerConfig
 from holo.sources import SourceOptions
+from holo.stats import percentile
+
+if TYPE_CHECKING:
+    from aiortc import RTCConfiguration
 
 __all__ = ["CallOptions", "CallSession", "run_call"]
 
@@ -161,6 +164,7 @@ class CallSession:
     async def run(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         offer_addresses(self.options.ice_addresses or None)
+        use_realtime_timers()
         self.bus = Bus(self.options.bus_address)
         self.publisher = self.bus.publisher()
         if self.options.record:
@@ -298,8 +302,9 @@ class CallSession:
             delay = 0.5
             self.signaling = client
             logger.info(
-                "joined room %s as %s (peers: %s)",
+                "joined room %s on %s as %s (peers: %s)",
                 self.options.room,
+                self.options.signal_url,
                 self.options.name,
                 ", ".join(joined.get("peers", [])) or "none yet",
             )
@@ -307,9 +312,8 @@ class CallSession:
                 await self._start_offer(joined["peers"][0])
             try:
                 while True:
-                    msg = await client.recv()
-                    if msg is None:
-                        continue
+                    msg = await client.recv()  # without a timeout: a message, or SignalingError
+                    assert msg is not None
                     await self._on_signal_message(msg)
             except SignalingError as exc:
                 logger.warning("signaling connection lost (%s); the call goes on, reconnecting", exc)
@@ -353,15 +357,7 @@ class CallSession:
     def _new_pc(self, remote: str) -> Any:
         from aiortc import RTCPeerConnection
 
-        use_realtime_timers()
-        config = rtc_configuration(
-            stun=self.options.stun,
-            turn=self.options.turn,
-            turn_user=self.options.turn_user,
-            turn_pass=self.options.turn_pass,
-            policy=self.options.ice_policy,
-        )
-        pc = RTCPeerConnection(configuration=config)
+        pc = RTCPeerConnection(configuration=_rtc_config(self.options))
         self.pc_generation += 1
         generation = self.pc_generation
         self.pc = pc
@@ -543,7 +539,7 @@ class CallSession:
         if self.decodes_in_flight >= 2:  # the decoder is behind: this frame would only add delay
             self.totals["frames_dropped_decode"] += 1
             return
-        if self.decoder_process.decode(packet_bytes, self.remote_name or "", self.clock.offset_ns):
+        if self.decoder_process.decode(packet_bytes, self.clock.offset_ns):
             self.decodes_in_flight += 1
 
     def _on_decoder(self, msg: tuple[Any, ...]) -> None:
@@ -661,7 +657,6 @@ class CallSession:
     def _period_stats(self) -> dict[str, Any]:
         w = self.window
         seconds = max(time.monotonic() - w.started, 1e-3)
-        lat = sorted(w.latencies_ms)
         channel = self.cloud_channel
         queued = channel.bufferedAmount if channel is not None else 0
         rtt = self.clock.rtt_ns
@@ -672,8 +667,8 @@ class CallSession:
             "fps_sent": w.frames_sent / seconds,
             "fps_received": w.frames_received / seconds,
             "dropped_queue": w.frames_dropped_queue,
-            "latency_p50_ms": _pct(lat, 50),
-            "latency_p95_ms": _pct(lat, 95),
+            "latency_p50_ms": percentile(w.latencies_ms, 50),
+            "latency_p95_ms": percentile(w.latencies_ms, 95),
             "bitrate_out_mbps": w.bytes_sent * 8 / seconds / 1e6,
             "bitrate_in_mbps": w.bytes_received * 8 / seconds / 1e6,
             "rtt_ms": rtt / 1e6 if rtt is not None else None,
@@ -717,12 +712,12 @@ class CallSession:
 
     # -- results ---------------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        lat = sorted(ms for _, _, ms in self.latency_log)
+        lat = [ms for _, _, ms in self.latency_log]
         return {
             "participant": self.options.name,
             "peer": self.remote_name,
-            "latency_p50_ms": _pct(lat, 50),
-            "latency_p95_ms": _pct(lat, 95),
+            "latency_p50_ms": percentile(lat, 50),
+            "latency_p95_ms": percentile(lat, 95),
             "clock_offset_ms": self.clock.offset_ns / 1e6 if self.clock.ready else None,
             **self.totals,
         }
@@ -740,12 +735,15 @@ class CallSession:
             logger.error("could not write %s: %s", self.options.stats_json, exc.strerror)
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if q < 100 else values[-1]
+def _rtc_config(options: CallOptions) -> RTCConfiguration:
+    """The peer connection's ICE configuration (raises ConfigError for bad ICE options)."""
+    return rtc_configuration(
+        stun=options.stun,
+        turn=options.turn,
+        turn_user=options.turn_user,
+        turn_pass=options.turn_pass,
+        policy=options.ice_policy,
+    )
 
 
 def _fmt(v: float | None) -> str:
@@ -865,17 +863,11 @@ def run_call(args: argparse.Namespace) -> int:
     if args.seconds is not None and args.seconds <= 0:
         raise ConfigError("--seconds must be positive")
     name = args.participant or default_participant()
-    src_opts: SourceOptions = source_options(args)
     fps = args.fps if args.fps > 0 else 30.0
     specs = args.source or ["synthetic"]
-    src_opts = SourceOptions(
-        intrinsics=src_opts.intrinsics,
-        seed=src_opts.seed,
-        fps=fps,
-        loop=True if args.loop or not args.source else src_opts.loop,
-        realtime=True,
-        size=src_opts.size,
-    )
+    src_opts: SourceOptions = source_options(args)  # its fps is ``fps``, as above
+    # A call's source runs in real time; the synthetic performer (no --source) loops.
+    src_opts = replace(src_opts, loop=True if args.loop or not args.source else src_opts.loop, realtime=True)
     capture: CaptureConfig = capture_config(args)
     worker = WorkerConfig(
         sources=specs,
@@ -910,13 +902,7 @@ def run_call(args: argparse.Namespace) -> int:
         insecure_tls=args.insecure_tls,
         record=args.record,
     )
-    rtc_configuration(
-        stun=options.stun,
-        turn=options.turn,
-        turn_user=options.turn_user,
-        turn_pass=options.turn_pass,
-        policy=options.ice_policy,
-    )  # refuse bad ICE options before starting anything
+    _rtc_config(options)  # refuse bad ICE options before starting anything
 
     async def main() -> dict[str, Any]:
         # aiortc's audio threads and the workers' reader threads share the GIL with the event loop;

@@ -51,7 +51,6 @@ class Reassembler:
         self.max_frame_bytes = max_frame_bytes
         self._partial: OrderedDict[int, _Partial] = OrderedDict()
         self.frames_dropped = 0
-        self.messages_refused = 0
 
     def push(self, message: bytes) -> bytes | None:
         """Add one message; returns the whole packet when this message completes it.
@@ -59,13 +58,11 @@ class Reassembler:
         Raises :class:`PacketError` for a malformed message (the caller logs and drops it).
         """
         if len(message) < CHUNK_HEADER.size:
-            self.messages_refused += 1
             raise PacketError(
                 f"data-channel message of {len(message)} bytes is shorter than its chunk header"
             )
         fid, index, count = CHUNK_HEADER.unpack_from(message, 0)
         if count == 0 or index >= count:
-            self.messages_refused += 1
             raise PacketError(f"chunk {index} of {count} is impossible")
         payload = bytes(message[CHUNK_HEADER.size :])
         if count == 1:
@@ -79,7 +76,6 @@ class Reassembler:
                 self._partial.popitem(last=False)
                 self.frames_dropped += 1
         if part.count != count:
-            self.messages_refused += 1
             raise PacketError(f"frame {fid} chunk claims {count} chunks, earlier ones said {part.count}")
         if index in part.chunks:
             return None

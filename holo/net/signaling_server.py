@@ -63,8 +63,6 @@ import logging
 import os
 import signal
 import ssl
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +70,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from holo.errors import ConfigError, HoloError, SignalingError
+from holo.errors import ConfigError, SignalingError
 from holo.net.signaling import (
     CLOSE_CODES,
     CLOSE_TIMEOUT_S,
@@ -88,7 +86,6 @@ __all__ = [
     "SignalingServer",
     "SignalingStats",
     "add_signal_arguments",
-    "main",
     "make_server_ssl_context",
     "parse_room_spec",
     "run_signal",
@@ -639,27 +636,3 @@ async def _serve_until_signalled(server: SignalingServer) -> int:
         for signum in handled:
             loop.remove_signal_handler(signum)
     return 130 if received and received[0] == signal.SIGINT else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the signaling server on its own (``holo signal`` does the same)."""
-    parser = argparse.ArgumentParser(
-        prog="holo-signal", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_signal_arguments(parser)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every join and leave")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    try:
-        return run_signal(args)
-    except HoloError as exc:
-        print(f"holo signal: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
