@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from holo.cli import setup_logging
 from holo.errors import HoloError
 
 __all__ = [
@@ -277,10 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         add(p)
         p.set_defaults(func=run)
     args = parser.parse_args(argv)
-    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S"
-    )
+    setup_logging(args.verbose, quiet=False)
     try:
         return int(args.func(args))
     except HoloError as exc:

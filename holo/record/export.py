@@ -307,9 +307,8 @@ def export(
             fox = FoxgloveWriter(fox_file)
         want_cloud = ply is not None or fox is not None
         want_skeleton = table is not None or fox is not None
-        topics = None
         done = 0
-        for m in reader.messages(topics):
+        for m in reader.messages():
             if reader.readable_bytes > done:
                 bar.update(reader.readable_bytes - done)
                 done = reader.readable_bytes

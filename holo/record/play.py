@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from holo.bus import Bus
-from holo.codec.packet import FLAG_KEYFRAME, Packet
+from holo.codec.packet import FLAG_KEYFRAME, MAGIC, Packet
 from holo.errors import PacketError, RecordingError
 from holo.record.reader import RecordedMessage, RecordingReader
 
@@ -101,7 +101,7 @@ def restamp_packet(
 
 
 def _is_keyframe(data: bytes) -> bool:
-    return len(data) >= 8 and data[:4] == b"HOLO" and bool(int.from_bytes(data[6:8], "big") & FLAG_KEYFRAME)
+    return len(data) >= 8 and data[:4] == MAGIC and bool(int.from_bytes(data[6:8], "big") & FLAG_KEYFRAME)
 
 
 class TimeWindow:
@@ -115,7 +115,6 @@ class TimeWindow:
         self.from_ns = int((from_s or 0.0) * 1e9)
         self.to_ns = int(to_s * 1e9) if to_s is not None else None
         self._started: set[str] = set()
-        self.first_ns: int | None = None
 
     def reset(self) -> None:
         self._started.clear()
@@ -321,19 +320,14 @@ def iter_replay_packets(
                 last_ns = m.log_time_ns
                 pacer.wait(m.log_time_ns)
                 data = m.data
-                if restamp or rename:
-                    try:
-                        packet = Packet.parse(data)
-                        if restamp:
-                            packet = replace(
-                                packet, sequence=sequence & 0xFFFFFFFF, capture_time_ns=time.time_ns()
-                            )
-                        if rename:
-                            packet = replace(packet, participant=rename)
-                        data = bytes(packet)
-                    except PacketError as exc:
-                        logger.warning("skipped a damaged packet of %s in %s: %s", chosen, path, exc)
-                        continue
+                try:
+                    if restamp:
+                        data = restamp_packet(data, sequence=sequence, participant=rename)
+                    elif rename:
+                        data = bytes(replace(Packet.parse(data), participant=rename))
+                except PacketError as exc:
+                    logger.warning("skipped a damaged packet of %s in %s: %s", chosen, path, exc)
+                    continue
                 sequence += 1
                 yielded_in_pass += 1
                 yield data

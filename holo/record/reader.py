@@ -41,12 +41,15 @@ from mcap.stream_reader import breakup_chunk
 
 from holo.errors import RecordingError
 from holo.record.schemas import (
+    MAX_CODECS,
     SESSION_END_METADATA,
     SESSION_METADATA,
     PacketHeader,
     codec_name,
+    sequence_gap,
     split_topic,
 )
+from holo.stats import percentile
 
 __all__ = [
     "AttachmentInfo",
@@ -104,8 +107,6 @@ class _ChannelInfo:
     topic: str
     participant: str
     kind: str
-    schema_name: str
-    message_encoding: str
 
 
 class RecordingReader:
@@ -149,15 +150,10 @@ class RecordingReader:
         self.last_log_ns: int | None = None
         self.messages_read = 0
         self.topics: dict[str, int] = {}
-        self._schemas: dict[int, Schema] = {}
         self._channels: dict[int, _ChannelInfo] = {}
         self._orphans = 0
 
     # -- public -------------------------------------------------------------------------------------
-    @property
-    def damaged(self) -> bool:
-        return bool(self.damage)
-
     @property
     def duration_s(self) -> float:
         if self.first_log_ns is None or self.last_log_ns is None:
@@ -310,17 +306,10 @@ class RecordingReader:
                 yield RecordedMessage(
                     ch.topic, ch.participant, ch.kind, r.log_time, r.publish_time, r.data, r.sequence
                 )
-            elif isinstance(r, Schema):
-                self._schemas[r.id] = r
             elif isinstance(r, Channel):
-                schema = self._schemas.get(r.schema_id)
                 participant, kind = split_topic(r.topic)
                 self._channels[r.id] = _ChannelInfo(
-                    r.topic,
-                    r.metadata.get("participant", participant),
-                    r.metadata.get("kind", kind),
-                    schema.name if schema else "",
-                    r.message_encoding,
+                    r.topic, r.metadata.get("participant", participant), r.metadata.get("kind", kind)
                 )
 
     def _footer(self, pos: int, body: bytes, summary_start: int | None, summary_crc: int) -> None:
@@ -436,13 +425,16 @@ class RecordingSummary:
     complete: bool
     damage: tuple[Damage, ...]
     start_ns: int | None
-    duration_s: float
-    readable_until_s: float
+    duration_s: float  # first to last readable message, so also how far the file is readable
     messages: int
     topics: dict[str, int]
     participants: tuple[ParticipantSummary, ...]
     metadata: dict[str, dict[str, str]]
     attachments: tuple[tuple[str, str, int], ...]  # name, media type, bytes
+
+    @property
+    def readable_until_s(self) -> float:
+        return self.duration_s
 
     @property
     def bytes_per_minute(self) -> float:
@@ -454,18 +446,9 @@ class RecordingSummary:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["readable_until_s"] = self.readable_until_s
         out["bytes_per_minute"] = self.bytes_per_minute
         return out
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    k = (len(s) - 1) * q / 100
-    lo = int(k)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 @dataclass
@@ -536,11 +519,9 @@ def summarize(path: str) -> RecordingSummary:
                     continue
                 a.keyframes += header.keyframe
                 a.skeletons += 3 in header.section_kinds
-                if len(a.codecs) < 8:
+                if len(a.codecs) < MAX_CODECS:
                     a.codecs.add(codec_name(header.codec_id))
-                if a.last_seq is not None:
-                    gap = (header.sequence - a.last_seq - 1) & 0xFFFFFFFF
-                    a.gaps += gap if gap < 1_000_000 else 0
+                a.gaps += sequence_gap(a.last_seq, header.sequence)
                 a.last_seq = header.sequence
                 if header.capture_time_ns > 0:
                     a.delays_ms.append((m.log_time_ns - header.capture_time_ns) / 1e6)
@@ -576,8 +557,8 @@ def summarize(path: str) -> RecordingSummary:
                     latency_p50_ms=statistics.median(a.p50) if a.p50 else None,
                     latency_p95_ms=statistics.median(a.p95) if a.p95 else None,
                     latency_worst_p95_ms=max(a.p95) if a.p95 else None,
-                    delay_p50_ms=_pct(a.delays_ms, 50),
-                    delay_p95_ms=_pct(a.delays_ms, 95),
+                    delay_p50_ms=percentile(a.delays_ms, 50),
+                    delay_p95_ms=percentile(a.delays_ms, 95),
                     clock_offset_ms=a.clock_offset_ms,
                 )
             )
@@ -589,7 +570,6 @@ def summarize(path: str) -> RecordingSummary:
             damage=tuple(reader.damage),
             start_ns=start,
             duration_s=reader.duration_s,
-            readable_until_s=reader.duration_s,
             messages=reader.messages_read,
             topics=dict(reader.topics),
             participants=tuple(participants),

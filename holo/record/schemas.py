@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 from dataclasses import dataclass
 
 from holo.codec import packet as _packet
+from holo.codec.packet import _HEADER, _SECTION
 
 __all__ = [
     "AUDIO_SCHEMA",
+    "MAX_CODECS",
     "PACKET_SCHEMA",
     "ChannelSpec",
     "PacketHeader",
@@ -41,6 +42,7 @@ __all__ = [
     "channel_spec",
     "codec_name",
     "safe_name",
+    "sequence_gap",
     "split_topic",
 ]
 
@@ -166,10 +168,6 @@ def channel_spec(topic: str, first_payload: bytes) -> ChannelSpec:
     return ChannelSpec(topic, participant, kind, "json", GENERIC_JSON_SCHEMA)
 
 
-_HEADER = struct.Struct("!4sBBHIIqB")
-_SECTION = struct.Struct("!BI")
-
-
 @dataclass(frozen=True, slots=True)
 class PacketHeader:
     """What a packet's header says, read without checking the CRC or copying sections (cheap)."""
@@ -205,6 +203,21 @@ class PacketHeader:
             kinds.add(kind)
             pos += _SECTION.size + length
         return cls(codec_id, flags, sequence, t_ns, name, frozenset(kinds))
+
+
+MAX_CODECS = 8  # at most this many codec names are collected per participant
+_MAX_GAP = 1_000_000
+
+
+def sequence_gap(last: int | None, seq: int) -> int:
+    """Packets missing between sequence ``last`` and ``seq`` (32-bit wrap-around), 0 for the first packet.
+
+    A jump of a million or more (a sender that restarted at 0, or went backwards) is not a gap.
+    """
+    if last is None:
+        return 0
+    gap = (seq - last - 1) & 0xFFFFFFFF
+    return gap if gap < _MAX_GAP else 0
 
 
 def safe_name(name: str) -> str:

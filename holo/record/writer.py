@@ -50,6 +50,7 @@ from holo.bus import Bus
 from holo.errors import RecordingError
 from holo.net.audio import AUDIO_HEADER
 from holo.record.schemas import (
+    MAX_CODECS,
     RECORDING_FORMAT,
     SESSION_END_METADATA,
     SESSION_METADATA,
@@ -57,6 +58,7 @@ from holo.record.schemas import (
     PacketHeader,
     channel_spec,
     codec_name,
+    sequence_gap,
 )
 
 __all__ = ["Recorder", "RecordingReport"]
@@ -240,10 +242,6 @@ class Recorder:
         self._stopped = False
 
     # -- public -------------------------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and not self._done.is_set()
-
     @property
     def error(self) -> RecordingError | None:
         return self._error
@@ -524,12 +522,9 @@ class Recorder:
     def _count_frame(self, name: str, header: PacketHeader) -> None:
         p = self._participant(name)
         p.frames += 1
-        if p.last_sequence is not None:
-            gap = (header.sequence - p.last_sequence - 1) & 0xFFFFFFFF
-            if 0 < gap < 1_000_000:  # a restarted sender starts again at 0: not a gap
-                p.gaps += gap
+        p.gaps += sequence_gap(p.last_sequence, header.sequence)
         p.last_sequence = header.sequence
-        if len(p.codecs) < 8:
+        if len(p.codecs) < MAX_CODECS:
             p.codecs.add(codec_name(header.codec_id))
 
     def _finish(self, writer: Writer) -> None:
