@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from holo.errors import ConfigError, HoloError
+from holo.ports import free_port, free_port_pair
 
 __all__ = ["add_demo_arguments", "run_demo"]
 
@@ -61,24 +62,6 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-webcam", action="store_true", help="never use a webcam for bob, even if one is plugged in"
     )
-
-
-def _free_port(pair: bool = False) -> int:
-    import socket
-
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        if not pair:
-            return port
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise HoloError("no free local port for the demo")
 
 
 def _webcam_present() -> bool:
@@ -154,9 +137,9 @@ def run_demo(args: argparse.Namespace) -> int:
     headless = args.headless or not display
     if not display and not args.headless:
         print("holo demo: no display here (DISPLAY is not set): rendering snapshots instead of a window")
-    signal_port = _free_port()
-    bus_alice = f"tcp://127.0.0.1:{_free_port(pair=True)}"
-    bus_bob = f"tcp://127.0.0.1:{_free_port(pair=True)}"
+    signal_port = free_port()
+    bus_alice = f"tcp://127.0.0.1:{free_port_pair()}"
+    bus_bob = f"tcp://127.0.0.1:{free_port_pair()}"
     url = f"ws://127.0.0.1:{signal_port}/ws"
     room, token = "demo", "holo-demo-" + os.urandom(6).hex()
     bob_source = "webcam" if not args.no_webcam and _webcam_present() else "synthetic:7"

@@ -21,6 +21,7 @@ import numpy as np
 from holo.errors import IntrinsicsError, SourceError
 
 __all__ = [
+    "POSE_BONES",
     "POSE_JOINT_NAMES",
     "CoordinateFrame",
     "Intrinsics",
@@ -68,6 +69,15 @@ POSE_JOINT_NAMES: tuple[str, ...] = (
     "left_foot_index",
     "right_foot_index",
 )
+
+#: MediaPipe Pose's bones: pairs of indices into :data:`POSE_JOINT_NAMES` (the viewer draws these
+#: lines; ``holo export --foxglove`` writes them).
+POSE_BONES: tuple[tuple[int, int], ...] = (
+    (0, 1), (1, 2), (2, 3), (3, 7), (0, 4), (4, 5), (5, 6), (6, 8), (9, 10), (11, 12), (11, 13), (13, 15),
+    (15, 17), (15, 19), (15, 21), (17, 19), (12, 14), (14, 16), (16, 18), (16, 20), (16, 22), (18, 20),
+    (11, 23), (12, 24), (23, 24), (23, 25), (24, 26), (25, 27), (26, 28), (27, 29), (28, 30), (29, 31),
+    (30, 32), (27, 31), (28, 32),
+)  # fmt: skip
 
 _MAX_IMAGE_SIDE = 16384
 

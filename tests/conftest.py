@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# (re-exported: tests and benchmarks import the port helpers from here)
+from holo.ports import free_port as free_port
+from holo.ports import free_port_pair as free_port_pair
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("HOLO_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -45,27 +48,6 @@ def person_depth() -> Path:
 @pytest.fixture
 def azure() -> Path:
     return need(AZURE)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_pair() -> int:
-    """A port P such that P and P+1 were both free a moment ago (for a bus address)."""
-    for _ in range(50):
-        p = free_port()
-        if p >= 65534:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p + 1))
-            except OSError:
-                continue
-        return p
-    raise RuntimeError("no free port pair")
 
 
 def run_holo(

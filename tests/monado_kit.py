@@ -40,8 +40,6 @@ POSE_SCRIPT = TOOLS / "monado-remote-pose.py"
 MONADO_SERVICE = Path("/opt/monado/bin/monado-service")
 LOCK_FILE = Path("/tmp/holo-monado-tests.lock")
 
-GRID_RGB = (0.25, 0.27, 0.3)  # the floor grid's tint in viewer/render.py
-
 
 def monado_missing() -> str | None:
     """Why Monado tests cannot run here, or None."""
@@ -169,11 +167,11 @@ def stream_pose(
 
 def person_mask(image: np.ndarray, tolerance: int = 4) -> np.ndarray:
     """Pixels that are neither the viewer's background nor the floor grid (H x W booleans)."""
-    from viewer.render import BACKGROUND
+    from viewer.render import BACKGROUND, GRID_TINT
 
     rgb = image[..., :3].astype(np.int16)
     mask = np.ones(rgb.shape[:2], bool)
-    for colour in (BACKGROUND, GRID_RGB):
+    for colour in (BACKGROUND, GRID_TINT):
         ref = np.round(np.array(colour) * 255).astype(np.int16)
         mask &= np.abs(rgb - ref).max(axis=-1) > tolerance
     return mask

@@ -133,6 +133,34 @@ def test_a_silent_participant_fades_out_and_leaves(offscreen: Offscreen) -> None
     assert scene.names() == ["syn"]
 
 
+def test_a_snapshot_is_not_changed_by_later_frames() -> None:
+    # The feed thread updates the scene while the renderer draws a snapshot: a snapshot's participant
+    # keeps the cloud, version and placement it was taken with.
+    now = [100.0]
+    scene = Scene(clock=lambda: now[0])
+    first = person("synthetic", "syn", max_points=2000)
+    scene.update(first)
+    ((p, _),) = scene.snapshot()
+    now[0] = 100.1
+    scene.update(person("synthetic:3", "syn", max_points=3000))
+    assert p.cloud is not None and p.cloud.points_m is first.points_m and p.version == 1
+    assert len(p.points) == len(p.colors) == len(first)
+    ((q, _),) = scene.snapshot()
+    assert q.version == 2 and q.cloud is not first
+
+
+def test_stats_go_to_the_peer_they_describe() -> None:
+    scene = Scene(clock=lambda: 100.0)
+    scene.update(person("synthetic", "alice", max_points=1000))
+    scene.update(person("synthetic:3", "bob", max_points=1000))
+    stats = {"peer": "bob", "latency_p50_ms": 40.0}
+    scene.update_stats("alice", stats)
+    scene.update_stats("alice", {"peer": ["not", "a", "name"]})  # ignored, not an error
+    by_name = {p.name: p.stats for p, _ in scene.snapshot()}
+    assert by_name["bob"] is stats
+    assert by_name["alice"] == {"local": stats}
+
+
 def test_bus_feed_skips_corrupt_packets_and_shows_the_rest() -> None:
     from holo.bus import Bus, cloud_topic
     from viewer.scene import BusFeed
@@ -303,8 +331,9 @@ def test_near_splats_are_discs_and_the_square_splat_choice_is_conservative(offsc
 def test_the_renderer_keeps_frame_memory_mapped_on_glibc(offscreen: Offscreen) -> None:
     import platform
 
-    from viewer.render import keep_frame_memory
+    from viewer import render
 
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("the allocator setting is glibc's; this libc has none")
-    assert keep_frame_memory()  # set once by the Renderer; asking again reports it took effect
+    # The fixture's Renderer set it (read the flag: calling keep_frame_memory() would set it itself).
+    assert render._kept

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from holo.errors import ConfigError, ViewerError
-from viewer.camera import OrbitCamera
+from viewer.camera import OrbitCamera, default_camera
 from viewer.scene import BusFeed, Scene
 
 __all__ = ["add_view_arguments", "fit_camera", "run_view", "stats_lines"]
@@ -108,14 +108,15 @@ def fit_camera(scene: Scene, aspect: float) -> OrbitCamera:
     """A view of everyone present: facing their seats' middle, far enough for all to fit."""
     visible = scene.snapshot()
     if not visible:
-        return OrbitCamera(target=np.array([0.0, 1.0, -2.0]), distance_m=2.9, pitch_rad=-0.05)
+        return default_camera()
     corners = []
     for p, _ in visible:
-        if len(p.points) == 0:
+        points = p.points
+        if len(points) == 0:
             continue
         m = p.model_matrix()
-        lo = np.percentile(p.points, 1, axis=0)
-        hi = np.percentile(p.points, 99, axis=0)
+        lo = np.percentile(points, 1, axis=0)
+        hi = np.percentile(points, 99, axis=0)
         box = np.array(
             [[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
         )
@@ -140,7 +141,7 @@ def stats_lines(scene: Scene, feed: BusFeed | None) -> list[str]:
     for p, alpha in scene.snapshot(now):
         s = p.stats
         if feed is None:  # a file: nothing is streaming
-            lines.append(f"{p.name}: {len(p.points):,} points")
+            lines.append(f"{p.name}: {len(p.colors):,} points")
             continue
         parts = [f"{p.name}: {p.fps:4.1f} fps"]
         if s.get("latency_p50_ms") is not None:
@@ -197,7 +198,7 @@ def run_view(args: argparse.Namespace) -> int:
         if args.headset == "openxr":
             from viewer.headset import run_openxr
 
-            return run_openxr(scene, feed, args)
+            return run_openxr(scene, args)
         from viewer.window import run_window
 
         return run_window(scene, feed, width, height, args)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["OrbitCamera", "look_at", "perspective", "perspective_from_fov", "pose_matrix"]
+__all__ = ["OrbitCamera", "default_camera", "look_at", "perspective", "perspective_from_fov", "pose_matrix"]
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray | None = None) -> np.ndarray:
@@ -121,3 +121,8 @@ class OrbitCamera:
         right, up = view[0, :3], view[1, :3]
         scale = self.distance_m * 0.0015
         self.target = self.target - right * dx_px * scale + up * dy_px * scale
+
+
+def default_camera() -> OrbitCamera:
+    """Standing 2.6 m in front of the first seat, eyes level with a person's chest."""
+    return OrbitCamera(target=np.array([0.0, 1.0, -2.0]), distance_m=2.9, pitch_rad=-0.05)

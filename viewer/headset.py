@@ -67,7 +67,7 @@ import numpy as np
 from holo.errors import ConfigError, MissingDependencyError, ViewerError
 from viewer.camera import perspective_from_fov, pose_matrix
 from viewer.render import Eye, Renderer
-from viewer.scene import BusFeed, Scene
+from viewer.scene import Scene
 
 __all__ = ["DEFAULT_EYE_HEIGHT_M", "run_openxr"]
 
@@ -526,7 +526,7 @@ def _pose(pose: Any) -> dict[str, list[float]]:
     return {"position": [p.x, p.y, p.z], "orientation": [o.x, o.y, o.z, o.w]}
 
 
-def run_openxr(scene: Scene, feed: BusFeed | None, args: argparse.Namespace) -> int:
+def run_openxr(scene: Scene, args: argparse.Namespace) -> int:
     """Show the scene in the OpenXR runtime's headset until the session ends, Ctrl-C or N frames."""
     limit = getattr(args, "headset_frames", None)
     if limit is not None and limit < 1:

@@ -16,14 +16,9 @@ from viewer.camera import OrbitCamera
 from viewer.render import Eye, Renderer, overlay_text
 from viewer.scene import Scene
 
-__all__ = ["Offscreen", "default_camera"]
+__all__ = ["Offscreen", "stereo_eyes"]
 
 logger = logging.getLogger(__name__)
-
-
-def default_camera() -> OrbitCamera:
-    """Standing 2.6 m in front of the first seat, eyes level with a person's chest."""
-    return OrbitCamera(target=np.array([0.0, 1.0, -2.0]), distance_m=2.9, pitch_rad=-0.05)
 
 
 class Offscreen:

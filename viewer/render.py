@@ -28,13 +28,16 @@ from typing import Any, cast
 import moderngl
 import numpy as np
 
+from holo.frame import POSE_BONES
 from viewer.scene import Participant
 
-__all__ = ["POSE_CONNECTIONS", "Eye", "Renderer", "keep_frame_memory"]
+__all__ = ["BACKGROUND", "GRID_TINT", "Eye", "Renderer", "keep_frame_memory"]
 
 logger = logging.getLogger(__name__)
 
 BACKGROUND = (0.07, 0.08, 0.10)
+GRID_TINT = (0.25, 0.27, 0.3)  # the floor grid's lines (RGB, opaque)
+SKELETON_TINT = (0.2, 0.95, 0.6, 1.0)
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 KEEP_FRAME_MEMORY_BYTES = 64 << 20
@@ -57,13 +60,7 @@ def keep_frame_memory() -> bool:
     return _kept
 
 
-#: MediaPipe Pose's skeleton lines (pairs of joint indices).
-POSE_CONNECTIONS = (
-    (0, 1), (1, 2), (2, 3), (3, 7), (0, 4), (4, 5), (5, 6), (6, 8), (9, 10), (11, 12), (11, 13), (13, 15),
-    (15, 17), (15, 19), (15, 21), (17, 19), (12, 14), (14, 16), (16, 18), (16, 20), (16, 22), (18, 20),
-    (11, 23), (12, 24), (23, 24), (23, 25), (24, 26), (25, 27), (26, 28), (27, 29), (28, 30), (29, 31),
-    (30, 32), (27, 31), (28, 32),
-)  # fmt: skip
+SKELETON_VISIBLE = 0.3  # a bone is drawn when both its joints are more visible than this
 
 _POINT_VS = """
 #version 330
@@ -174,7 +171,7 @@ class Eye:
 class _Gpu:
     """A participant's buffers on the GPU, refreshed when a new cloud arrives."""
 
-    def __init__(self, ctx: moderngl.Context, program: moderngl.Program) -> None:
+    def __init__(self, ctx: moderngl.Context) -> None:
         self.ctx = ctx
         self.capacity = 0
         self.count = 0
@@ -182,7 +179,6 @@ class _Gpu:
         self.pos: moderngl.Buffer | None = None
         self.col: moderngl.Buffer | None = None
         self.vaos: dict[int, moderngl.VertexArray] = {}
-        self.program = program
         self.corners = np.zeros((8, 4))  # the cloud's bounding box, homogeneous
 
     def largest_splat_px(self, model_view: np.ndarray, size_m: float, focal_px: float) -> float:
@@ -249,7 +245,7 @@ class Renderer:
             grid += [(i, 0, -8), (i, 0, 2), (-5, 0, i - 3), (5, 0, i - 3)]
         self.grid_vbo = ctx.buffer(np.array(grid, np.float32).tobytes())
         self.grid_vao = ctx.vertex_array(self.lines, [(self.grid_vbo, "3f", "in_pos")])
-        self.skel_vbo = ctx.buffer(reserve=len(POSE_CONNECTIONS) * 2 * 12, dynamic=True)
+        self.skel_vbo = ctx.buffer(reserve=len(POSE_BONES) * 2 * 12, dynamic=True)
         self.skel_vao = ctx.vertex_array(self.lines, [(self.skel_vbo, "3f", "in_pos")])
         self.overlay: moderngl.Texture | None = None
         self.overlay_vbo: moderngl.Buffer | None = None
@@ -263,6 +259,15 @@ class Renderer:
     ) -> None:
         ctx = self.ctx
         self._sync(visible)
+        # Per participant, what does not depend on the eye: the model matrix and the skeleton's lines.
+        draws = []
+        for p, opacity in visible:
+            gpu = self._gpu.get(p.name)
+            if gpu is None or gpu.count == 0:
+                continue
+            model = p.model_matrix() @ p.world_from_camera
+            skeleton = self._skeleton_lines(p, model) if self.show_skeleton else None
+            draws.append((p, opacity, gpu, model, skeleton))
         ctx.enable(moderngl.DEPTH_TEST | moderngl.PROGRAM_POINT_SIZE)
         for eye in eyes:
             ctx.viewport = eye.viewport
@@ -274,13 +279,9 @@ class Renderer:
             self._set(self.lines, view=eye.view, proj=eye.proj)
             if self.show_grid:
                 self._set(self.lines, model=np.eye(4, dtype=np.float32))
-                _u(self.lines, "tint").value = (0.25, 0.27, 0.3, 1.0)
+                _u(self.lines, "tint").value = (*GRID_TINT, 1.0)
                 self.grid_vao.render(moderngl.LINES)
-            for p, opacity in visible:
-                gpu = self._gpu.get(p.name)
-                if gpu is None or gpu.count == 0:
-                    continue
-                model = p.model_matrix() @ p.world_from_camera
+            for p, opacity, gpu, model, skeleton in draws:
                 model_view = eye.view.astype(np.float64) @ model
                 if opacity < 1.0:
                     program = self.fading
@@ -295,23 +296,30 @@ class Renderer:
                 if program is self.fading:
                     _u(program, "opacity").value = float(opacity)
                 gpu.vao_for(program).render(moderngl.POINTS, vertices=gpu.count)
-                if self.show_skeleton and p.cloud is not None and p.cloud.skeleton is not None:
-                    self._draw_skeleton(p, model)
+                if skeleton is not None:
+                    self._draw_skeleton(*skeleton)
         ctx.disable(moderngl.DEPTH_TEST)
 
-    def _draw_skeleton(self, p: Participant, model: np.ndarray) -> None:
+    @staticmethod
+    def _skeleton_lines(p: Participant, model: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The skeleton's visible bones as line segments (2k x 3 float32) and their model matrix."""
         skel = p.cloud.skeleton if p.cloud is not None else None
         if skel is None:
-            return
-        joints = skel.joints_m
-        pairs = [(a, b) for a, b in POSE_CONNECTIONS if skel.visibility[a] > 0.3 and skel.visibility[b] > 0.3]
+            return None
+        pairs = [
+            (a, b)
+            for a, b in POSE_BONES
+            if skel.visibility[a] > SKELETON_VISIBLE and skel.visibility[b] > SKELETON_VISIBLE
+        ]
         if not pairs:
-            return
-        seg = np.array([[joints[a], joints[b]] for a, b in pairs], np.float32).reshape(-1, 3)
+            return None
+        seg = np.asarray(skel.joints_m, np.float32)[np.array(pairs)].reshape(-1, 3)
+        return seg, (model if skel.frame == "camera" else p.model_matrix())
+
+    def _draw_skeleton(self, seg: np.ndarray, model: np.ndarray) -> None:
         self.skel_vbo.write(seg.tobytes())
-        skel_model = model if skel.frame == "camera" else p.model_matrix()
-        self._set(self.lines, model=skel_model)
-        _u(self.lines, "tint").value = (0.2, 0.95, 0.6, 1.0)
+        self._set(self.lines, model=model)
+        _u(self.lines, "tint").value = SKELETON_TINT
         self.ctx.disable(moderngl.DEPTH_TEST)
         self.skel_vao.render(moderngl.LINES, vertices=len(seg))
         self.ctx.enable(moderngl.DEPTH_TEST)
@@ -353,12 +361,17 @@ class Renderer:
         for p, _ in visible:
             gpu = self._gpu.get(p.name)
             if gpu is None:
-                gpu = self._gpu[p.name] = _Gpu(self.ctx, self.points)
-            if gpu.version != p.version:
-                gpu.upload(
-                    p.points if p.cloud is None or p.cloud.frame == "world" else p.cloud.points_m, p.colors
-                )
-                gpu.version = p.version
+                gpu = self._gpu[p.name] = _Gpu(self.ctx)
+            # Version and cloud read once, together: the points and colours uploaded are one cloud's,
+            # and the version recorded is that cloud's. The renderer applies world_from_camera itself
+            # (identity for a world-frame cloud), so the upload is always the cloud's own points.
+            version, cloud = p.version, p.cloud
+            if gpu.version != version:
+                if cloud is None:
+                    gpu.upload(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8))
+                else:
+                    gpu.upload(cloud.points_m, cloud.colors)
+                gpu.version = version
 
     @staticmethod
     def _set(program: moderngl.Program, **mats: Any) -> None:

@@ -15,6 +15,7 @@ newest frame per participant) or from a file. A participant whose frames stop fa
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -149,26 +150,20 @@ class Participant:
     fps: float = 0.0
     _times: list[float] = field(default_factory=list)
 
-    _points_cache: tuple[int, np.ndarray] | None = None
-
     @property
     def colors(self) -> np.ndarray:
         return self.cloud.colors if self.cloud is not None else np.zeros((0, 3), np.uint8)
 
     @property
     def points(self) -> np.ndarray:
-        """The points in their own world frame (computed when first asked for, per version)."""
-        if self.cloud is None:
+        """The points in their own world frame (computed on every call: bind it once)."""
+        cloud = self.cloud
+        if cloud is None:
             return np.zeros((0, 3), np.float32)
-        if self._points_cache is None or self._points_cache[0] != self.version:
-            m = self.world_from_camera
-            pts = (
-                self.cloud.points_m
-                if self.cloud.frame == "world"
-                else (self.cloud.points_m @ m[:3, :3].T.astype(np.float32) + m[:3, 3].astype(np.float32))
-            )
-            self._points_cache = (self.version, pts)
-        return self._points_cache[1]
+        if cloud.frame == "world":
+            return cloud.points_m
+        m = self.world_from_camera
+        return cloud.points_m @ m[:3, :3].T.astype(np.float32) + m[:3, 3].astype(np.float32)
 
     def model_matrix(self) -> np.ndarray:
         feet = self.feet_xz if self.feet_xz is not None else np.zeros(2)
@@ -199,7 +194,6 @@ class Scene:
         self._lock = threading.Lock()
         self._participants: dict[str, Participant] = {}
         self.headpose: np.ndarray | None = None  # world_from_head published on holo/headpose
-        self.dropped = 0
 
     def update(self, cloud: PersonCloud, now_s: float | None = None) -> None:
         """Add a cloud (preparing it here; :class:`BusFeed` prepares in its own process)."""
@@ -235,13 +229,15 @@ class Scene:
             p.version += 1
             p.frames += 1
             p._times = [t for t in [*p._times, now_s] if now_s - t < 2.0]
-            p.fps = (len(p._times) - 1) / (p._times[-1] - p._times[0]) if len(p._times) > 1 else 0.0
+            span = p._times[-1] - p._times[0]
+            p.fps = (len(p._times) - 1) / span if span > 0 else 0.0
 
     def update_stats(self, participant: str, stats: dict[str, Any]) -> None:
+        peer_name = stats.get("peer")
         with self._lock:
-            for p in self._participants.values():
-                if p.name == stats.get("peer"):
-                    p.stats = stats  # the local call's view of its peer: latency, bitrate, drops
+            peer = self._participants.get(peer_name) if isinstance(peer_name, str) else None
+            if peer is not None:
+                peer.stats = stats  # the local call's view of its peer: latency, bitrate, drops
             if participant in self._participants:
                 self._participants[participant].stats.setdefault("local", stats)
 
@@ -259,7 +255,11 @@ class Scene:
         return next(i for i in range(1000) if i not in taken)
 
     def snapshot(self, now_s: float | None = None) -> list[tuple[Participant, float]]:
-        """(participant, opacity) for everyone visible; forgets those who faded out."""
+        """(participant, opacity) for everyone visible; forgets those who faded out.
+
+        Each participant is a shallow copy taken under the lock: the feed thread goes on updating
+        the scene's own, so a copy's cloud, version and placement always belong together.
+        """
         now_s = self.clock() if now_s is None else now_s
         with self._lock:
             out = []
@@ -269,7 +269,7 @@ class Scene:
                     logger.info("%s left (no frames for %.1f s)", name, now_s - p.last_frame_s)
                     del self._participants[name]
                     continue
-                out.append((p, alpha))
+                out.append((copy.copy(p), alpha))
             return out
 
     def names(self) -> list[str]:
@@ -326,12 +326,10 @@ def _feed_main(stop: Any, conn: Any, address: str | None, log_level: int) -> Non
             if msg is None:
                 continue
             newest: dict[str, tuple[bytes, int]] = {}
-            dropped = 0
             while msg is not None:  # drain: only the latest cloud per participant is decoded
                 topic, payload = msg
                 parts = topic.split("/")
                 if len(parts) == 3 and parts[2] == "cloud":
-                    dropped += parts[1] in newest
                     newest[parts[1]] = (payload, time.time_ns())
                 elif (len(parts) == 3 and parts[2] == "stats") or topic == "holo/headpose":
                     conn.send(("message", topic, payload))
@@ -345,7 +343,7 @@ def _feed_main(stop: Any, conn: Any, address: str | None, log_level: int) -> Non
                     continue
                 n = frames.get(cloud.participant, 0)
                 frames[cloud.participant] = n + 1
-                conn.send(("cloud", prepare_view(cloud, measure_spacing=n % 30 == 0), arrival_ns, dropped))
+                conn.send(("cloud", prepare_view(cloud, measure_spacing=n % 30 == 0), arrival_ns))
     except (EOFError, OSError, KeyboardInterrupt):
         return
     finally:
@@ -358,7 +356,7 @@ class BusFeed:
     Decoding and preparing a 100k-point cloud takes milliseconds of CPU that, in the viewer's
     process, would wait behind GL calls holding the GIL (and make them wait): in its own process
     a packet is decoded while the current frame renders and appears in the next one. The feed
-    decodes only the newest packet per participant (older ones are counted as dropped); corrupt
+    decodes only the newest packet per participant (older ones are skipped); corrupt
     packets are skipped with a logged reason.
     """
 
@@ -368,7 +366,6 @@ class BusFeed:
         self.scene = scene
         self.last_arrival_ns: dict[str, int] = {}
         self.last_ready_ns: dict[str, int] = {}  # when the decoded cloud reached the scene
-        self.decoded = 0
         self.refused = 0
         ctx = multiprocessing.get_context("spawn")
         # Two one-way pipes, the data one widened: a cloud (1.5 MB at 100k points) then crosses in
@@ -397,12 +394,10 @@ class BusFeed:
                 return
             kind = msg[0]
             if kind == "cloud":
-                _, view, arrival_ns, dropped = msg
-                self.scene.dropped += dropped
+                _, view, arrival_ns = msg
                 self.last_arrival_ns[view.cloud.participant] = arrival_ns
                 self.scene.apply(view)
                 self.last_ready_ns[view.cloud.participant] = time.time_ns()
-                self.decoded += 1
             elif kind == "refused":
                 self.refused += 1
             elif kind == "message":

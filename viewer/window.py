@@ -55,7 +55,6 @@ def run_window(scene: Scene, feed: BusFeed | None, width: int, height: int, args
         _bind_input(glfw, window, state, renderer)
         fitted_for: tuple[str, ...] = ()
         text, text_at = None, 0.0
-        frames = 0
         while not glfw.window_should_close(window):
             glfw.poll_events()
             names = tuple(scene.names())
@@ -83,7 +82,6 @@ def run_window(scene: Scene, feed: BusFeed | None, width: int, height: int, args
                 state.screenshot = False
                 _save_screenshot(ctx, fw, fh)
             glfw.swap_buffers(window)
-            frames += 1
         return 0
     finally:
         glfw.terminate()
