@@ -34,7 +34,7 @@ from holo.codec.packet import Packet, Section
 from holo.errors import ConfigError
 from holo.frame import PersonCloud
 
-__all__ = ["BenchCloud", "default_clouds", "main", "run"]
+__all__ = ["BenchCloud", "default_clouds", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +130,8 @@ def measure(bench: BenchCloud, codec: str, options: dict[str, Any], repeat: int)
     encoder.encode_bytes(cloud)  # warm-up (numba compilation, caches)
     encode_ms, data = _median_ms(lambda: encoder.encode_bytes(cloud), repeat)
     decoder = StreamDecoder()
-    decoder.decode(data)
-    decode_ms, back = _median_ms(lambda: StreamDecoder().decode(data), repeat)
+    decoder.decode(data)  # warm-up
+    decode_ms, back = _median_ms(lambda: decoder.decode(data), repeat)
     packet = Packet.parse(data)
     n = max(len(cloud), 1)
     geometry = len(packet.sections.get(Section.GEOMETRY, b""))
@@ -163,13 +163,18 @@ def measure(bench: BenchCloud, codec: str, options: dict[str, Any], repeat: int)
     }
 
 
+def draco_step_mm(bench: BenchCloud, bits: int = DRACO_BITS) -> float:
+    """Draco's quantisation step at ``bits`` (bounding box / (2^bits - 1)) in millimetres."""
+    extent = float(np.ptp(bench.cloud.points_m, axis=0).max()) if len(bench.cloud) else 1.0
+    return extent / (2**bits - 1) * 1000
+
+
 def codec_options(codec: str, bench: BenchCloud) -> dict[str, Any]:
     """Settings for the headline comparison: Draco at 11 bits, Holo's octree at Draco's step."""
     if codec in ("draco", "draco-fast"):
         return {"quantization_bits": DRACO_BITS}
     if codec == "holo" and bench.kind == "unorganised":
-        extent = float(np.ptp(bench.cloud.points_m, axis=0).max()) if len(bench.cloud) else 1.0
-        return {"octree_mm": extent / (2**DRACO_BITS - 1) * 1000}
+        return {"octree_mm": draco_step_mm(bench)}
     return {}
 
 
@@ -191,9 +196,8 @@ def rate_distortion(clouds: list[BenchCloud], repeat: int) -> list[dict[str, Any
             for mm in (5.0, 10.0, 20.0):
                 rows.append(measure(bench, "holo", {"geometry_mm": mm}, repeat))
         else:
-            extent = float(np.ptp(bench.cloud.points_m, axis=0).max())
             for bits in (9, 10, 12):
-                rows.append(measure(bench, "holo", {"octree_mm": extent / (2**bits - 1) * 1000}, repeat))
+                rows.append(measure(bench, "holo", {"octree_mm": draco_step_mm(bench, bits)}, repeat))
         for bits in (8, 9, 10, 11, 12, 14):
             rows.append(measure(bench, "draco", {"quantization_bits": bits}, repeat))
     return rows
@@ -325,14 +329,6 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{r['cloud'][:36]:36} {r['codec']:10} {r['points']:7d} {r['bits_per_point']:7.2f} {r['geometry_bpp']:6.2f} "
             f"{r['color_bpp']:6.2f} {r['encode_ms']:7.1f} {r['decode_ms']:7.1f} {r['geometry_max_error_mm']:10.3f} {r['color_psnr_db']:7.2f}"
         )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="holo bench codec", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    add_arguments(parser)
-    return run_cli(parser.parse_args(argv))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ __all__ = [
     "backproject",
     "fit_plane_ransac",
     "pixel_rays",
+    "pixels_to_points",
     "refine_plane",
     "rotation_between",
     "transform_points",
@@ -34,6 +35,16 @@ def pixel_rays(intrinsics: Intrinsics) -> tuple[np.ndarray, np.ndarray]:
     return rx_img, ry_img
 
 
+def pixels_to_points(u: np.ndarray, v: np.ndarray, z: np.ndarray, intrinsics: Intrinsics) -> np.ndarray:
+    """Camera-frame points (N x 3 float32) of integer pixels ``u``, ``v`` at depths ``z`` (metres),
+    in float32 in one fixed operation order, so every caller gets bit-identical points."""
+    points = np.empty((len(z), 3), np.float32)
+    points[:, 0] = (u.astype(np.float32) - np.float32(intrinsics.cx)) * (z / np.float32(intrinsics.fx))
+    points[:, 1] = (v.astype(np.float32) - np.float32(intrinsics.cy)) * (z / np.float32(intrinsics.fy))
+    points[:, 2] = z
+    return points
+
+
 def backproject(
     depth_m: np.ndarray, intrinsics: Intrinsics, mask: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -42,10 +53,7 @@ def backproject(
     idx = np.flatnonzero(mask).astype(np.int32)
     z = depth_m.reshape(-1)[idx]
     v, u = np.divmod(idx, np.int32(w))
-    points = np.empty((len(z), 3), np.float32)
-    points[:, 0] = (u.astype(np.float32) - np.float32(intrinsics.cx)) * (z / np.float32(intrinsics.fx))
-    points[:, 1] = (v.astype(np.float32) - np.float32(intrinsics.cy)) * (z / np.float32(intrinsics.fy))
-    points[:, 2] = z
+    points = pixels_to_points(u, v, z, intrinsics)
     pixels = np.empty((len(z), 2), np.uint16)
     pixels[:, 0] = u
     pixels[:, 1] = v

@@ -113,41 +113,6 @@ def test_real_clouds_round_trip_at_a_third_of_dracos_bits(name: str, request: py
     assert stats["bpp"] <= draco / 3
 
 
-def test_speed_and_size_report(five_people: Path, desk: Path) -> None:
-    """Not a pass/fail on time (the machine is shared): prints what `pytest -s` should show."""
-    import DracoPy
-
-    for name, (points, colors) in (
-        ("five_people", five_people_cloud(five_people)),
-        ("desk", desk_cloud(desk)),
-    ):
-        step = draco_step(points)
-        geometry, color = encode_unorganized(points, colors, step_m=step)  # compiled by now
-        encode_ms = best_ms(lambda p=points, c=colors, s=step: encode_unorganized(p, c, step_m=s))
-        decode_ms = best_ms(lambda g=geometry, c=color: decode_unorganized(g, c, max_points=LIMIT))
-        draco_ms = best_ms(
-            lambda p=points, c=colors: DracoPy.encode(
-                p, quantization_bits=GRID_BITS, colors=c, compression_level=0, preserve_order=True
-            )
-        )
-        stats = check_round_trip(points, colors, step)
-        print(
-            f"\n{name}: geometry {stats['geometry_bpp']:.2f} + colour {stats['color_bpp']:.2f} = "
-            f"{stats['bpp']:.2f} bits/point (Draco best {draco_bpp(points, colors):.2f}), "
-            f"{stats['psnr']:.2f} dB; encode {encode_ms:.1f} ms, decode {decode_ms:.1f} ms "
-            f"(Draco fastest encode {draco_ms:.1f} ms)"
-        )
-
-
-def best_ms(run: object, repeats: int = 7) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()  # type: ignore[operator]
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3
-
-
 def test_quality_knob_trades_bits_for_fidelity(five_people: Path) -> None:
     points, colors = five_people_cloud(five_people)
     step = draco_step(points)

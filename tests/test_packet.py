@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from holo.codec import StreamDecoder, StreamEncoder
+from holo.codec.holo import MODE_OCTREE
 from holo.codec.packet import (
     FLAG_KEYFRAME,
     BadMagicError,
@@ -66,6 +67,36 @@ def tiny_cloud() -> PersonCloud:
     )
 
 
+def octree_cloud() -> PersonCloud:
+    """3000 points scattered over a gently curved, smoothly coloured patch two metres in front of the
+    origin, in the world frame and without pixels: coded by the octree (perspective colour image)."""
+    uv = np.random.default_rng(7).uniform(-0.5, 0.5, size=(3000, 2))
+    x, y = uv[:, 0] * 0.6, uv[:, 1]
+    points = np.stack([x, y, 2.0 - 0.5 * (x * x + 0.5 * y * y)], axis=1).astype(np.float32)
+    colors = np.stack(
+        [(uv[:, 0] + 0.5) * 200 + 30, (uv[:, 1] + 0.5) * 180 + 40, 120 + 60 * uv[:, 0] * uv[:, 1]], axis=1
+    ).astype(np.uint8)
+    return PersonCloud(
+        points_m=points,
+        colors=colors,
+        capture_time_ns=1_700_000_000_987_654_321,
+        sequence=7,
+        participant="bo",
+        frame="world",
+    )
+
+
+def check_golden(name: str, data: bytes) -> bytes:
+    """``data`` must equal the stored golden file (HOLO_UPDATE_GOLDEN=1 rewrites it); returns the file's bytes."""
+    path = GOLDEN / f"{name}.holo"
+    if os.environ.get("HOLO_UPDATE_GOLDEN") == "1":
+        path.write_bytes(data)
+    assert path.exists(), f"{path} is missing (HOLO_UPDATE_GOLDEN=1 writes it)"
+    golden = path.read_bytes()
+    assert data == golden, f"the {name} packet bytes changed; if intended, delete {path} and rerun"
+    return golden
+
+
 def test_round_trip_keeps_every_field() -> None:
     packet = Packet(
         codec_id=0,
@@ -83,15 +114,8 @@ def test_round_trip_keeps_every_field() -> None:
 @pytest.mark.parametrize("codec", ["raw", "holo"])
 def test_golden_packets_pin_the_format(codec: str) -> None:
     """Re-encoding the tiny cloud must give the stored bytes; a format change must update them on purpose."""
-    data = StreamEncoder(codec).encode_bytes(tiny_cloud())
-    path = GOLDEN / f"tiny_{codec}.holo"
-    if os.environ.get("HOLO_UPDATE_GOLDEN") == "1":
-        path.write_bytes(data)
-    assert path.exists(), f"{path} is missing (HOLO_UPDATE_GOLDEN=1 writes it)"
-    assert data == path.read_bytes(), (
-        f"the {codec} packet bytes changed; if intended, delete {path} and rerun"
-    )
-    cloud = StreamDecoder().decode(path.read_bytes())
+    golden = check_golden(f"tiny_{codec}", StreamEncoder(codec).encode_bytes(tiny_cloud()))
+    cloud = StreamDecoder().decode(golden)
     ref = tiny_cloud()
     assert (
         cloud.participant == "ana" and cloud.sequence == 42 and cloud.capture_time_ns == ref.capture_time_ns
@@ -101,6 +125,32 @@ def test_golden_packets_pin_the_format(codec: str) -> None:
     np.testing.assert_allclose(cloud.world_from_camera, ref.world_from_camera)
     assert cloud.skeleton is not None
     np.testing.assert_array_equal(cloud.skeleton.joints_m, ref.skeleton.joints_m)  # type: ignore[union-attr]
+
+
+def test_golden_octree_packet_pins_the_format() -> None:
+    """The octree mode (an unorganised world-frame cloud) pinned byte for byte like the tiny clouds:
+    its geometry an octree at a 5 mm grid, its colour a projected JPEG image (not raw colours)."""
+    step = 0.005
+    ref = octree_cloud()
+    golden = check_golden("octree_holo", StreamEncoder("holo", octree_mm=step * 1000).encode_bytes(ref))
+    packet = Packet.parse(golden)
+    assert packet.sections[Section.GEOMETRY][0] == MODE_OCTREE
+    color = packet.sections[Section.COLOR]
+    assert color[:4] == b"HOCC" and color[5] == 1  # perspective projection to a JPEG (3 would be raw)
+    cloud = StreamDecoder().decode(golden)
+    assert (cloud.participant, cloud.sequence, cloud.capture_time_ns) == ("bo", 7, ref.capture_time_ns)
+    assert cloud.frame == "world" and cloud.pixels is None and cloud.intrinsics is None
+    # one decoded point per occupied voxel of the grid (origin: the cloud's minimum), at its centre
+    origin = ref.points_m.min(axis=0).astype(np.float64)
+    q_in = np.floor((ref.points_m - origin) / step).astype(np.int64)
+    q_out = np.floor((cloud.points_m - origin) / step).astype(np.int64)
+    voxels, voxel_of_point = np.unique(q_in, axis=0, return_inverse=True)
+    assert len(cloud) == len(voxels) < len(ref)  # some points share a voxel
+    order = np.lexsort(q_out.T[::-1])
+    np.testing.assert_array_equal(q_out[order], voxels)
+    np.testing.assert_allclose(cloud.points_m[order], origin + (voxels + 0.5) * step, atol=1e-6)
+    err = cloud.colors[order][voxel_of_point.reshape(-1)].astype(np.float64) - ref.colors
+    assert 10 * np.log10(255**2 / float((err**2).mean())) > 30
 
 
 def test_every_truncated_prefix_is_refused_clearly() -> None:
@@ -200,11 +250,7 @@ def test_fuzz_mutated_packets_raise_only_holo_errors(data: st.DataObject) -> Non
 def test_a_draco_payload_declaring_too_many_points_is_refused_before_draco_allocates() -> None:
     """Found by bench/fuzz_packets.py: 23 kB of Draco declaring 1.4 billion points made Draco allocate
     over 20 GB. The header is read first now."""
-    import struct
-
     from holo.capture import CapturePipeline
-    from holo.codec import StreamDecoder, StreamEncoder
-    from holo.codec.packet import LimitExceededError, Packet
     from holo.sources import open_source
 
     with open_source("synthetic") as src:

@@ -30,6 +30,7 @@ from holo.codec.packet import CameraInfo, LimitExceededError, PacketLimits, Sect
 from holo.codec.rangeimage import decode_masked_indices, encode_masked_indices
 from holo.errors import CodecError, ConfigError
 from holo.frame import Intrinsics, PersonCloud, depth_from_units
+from holo.geometry import pixels_to_points
 
 __all__ = ["HoloCodec"]
 
@@ -228,12 +229,7 @@ class HoloCodec:
         z = depth_from_units(units.reshape(-1)[idx] * step, camera.depth_unit_m)
         pu = col_idx[cols] + x0
         pv = row_idx[rows] + y0
-        u = pu.astype(np.float32)
-        v = pv.astype(np.float32)
-        points = np.empty((n, 3), np.float32)
-        points[:, 0] = (u - np.float32(k.cx)) * (z / np.float32(k.fx))
-        points[:, 1] = (v - np.float32(k.cy)) * (z / np.float32(k.fy))
-        points[:, 2] = z
+        points = pixels_to_points(pu, pv, z, k)
         pixels = np.stack([pu, pv], axis=1).astype(np.uint16)
         colors = self._decode_color(color, wc, hc, idx)
         return Decoded(points, colors, pixels)

@@ -7,7 +7,7 @@ fall in the same voxel (averaging their colours) and returns two payloads; :func
 returns the voxel centres and their colours, in Morton order.
 
 Geometry payload
-    Morton codes (bit tricks), one LSD radix sort of code and point index packed in one integer,
+    Morton codes (a lookup table), one LSD radix sort of code and point index packed in one integer,
     then a breadth-first octree over the distinct voxels, every node's occupancy coded with the
     adaptive binary range coder of :mod:`holo.codec.rangecoder`. Contexts come from neighbours at
     the node's own level: the -x, -y, -z face neighbours precede a node in Morton order, so their
@@ -60,7 +60,18 @@ import zlib
 import numpy as np
 from numba import njit
 
-from holo.codec.rangecoder import dec_bit, dec_init, enc_finish, enc_init
+from holo.codec.rangecoder import (
+    MOVE_BITS,
+    PROB_BITS,
+    PROB_INIT,
+    PROB_ONE,
+    TOP,
+    _shift_low,
+    dec_bit,
+    dec_init,
+    enc_finish,
+    enc_init,
+)
 from holo.errors import CodecError
 
 __all__ = ["MAX_DEPTH", "decode_unorganized", "encode_unorganized"]
@@ -131,18 +142,6 @@ _BUF = 1 << 15
 
 
 @njit(inline="always")
-def _spread(v):  # type: ignore[no-untyped-def]
-    """20 bits to every third bit of 60 (a Morton axis)."""
-    v &= 0xFFFFF
-    v = (v | (v << 32)) & 0x1F00000000FFFF
-    v = (v | (v << 16)) & 0x1F0000FF0000FF
-    v = (v | (v << 8)) & 0x100F00F00F00F00F
-    v = (v | (v << 4)) & 0x10C30C30C30C30C3
-    v = (v | (v << 2)) & 0x1249249249249249
-    return v
-
-
-@njit(inline="always")
 def _compact(v):  # type: ignore[no-untyped-def]
     """Every third bit of 60 back to 20 bits (one Morton axis)."""
     v &= 0x1249249249249249
@@ -165,6 +164,12 @@ def _spread_table() -> np.ndarray:
 SPREAD10 = _spread_table()  # 10 bits -> every third bit of 30
 
 
+@njit(inline="always")
+def _spread(q):  # type: ignore[no-untyped-def]
+    """A grid coordinate (0 <= q < 2**20) to every third bit of 60 (one Morton axis)."""
+    return SPREAD10[q & 1023] | (SPREAD10[q >> 10] << 30)
+
+
 @njit(cache=True)
 def _morton_keys(points, origin, inv_step, maxq, idxbits, width, npass):  # type: ignore[no-untyped-def]
     """Per point: its Morton code << idxbits | its index (so one array sorts both), and the radix
@@ -180,9 +185,7 @@ def _morton_keys(points, origin, inv_step, maxq, idxbits, width, npass):  # type
         qx = min(max(np.int64((np.float64(points[i, 0]) - ox) * inv_step), 0), maxq)  # >= 0: floor
         qy = min(max(np.int64((np.float64(points[i, 1]) - oy) * inv_step), 0), maxq)
         qz = min(max(np.int64((np.float64(points[i, 2]) - oz) * inv_step), 0), maxq)
-        c = (SPREAD10[qx & 1023] | (SPREAD10[qx >> 10] << 30)) << 2
-        c |= (SPREAD10[qy & 1023] | (SPREAD10[qy >> 10] << 30)) << 1
-        c |= SPREAD10[qz & 1023] | (SPREAD10[qz >> 10] << 30)
+        c = (_spread(qx) << 2) | (_spread(qy) << 1) | _spread(qz)
         keys[i] = (c << idxbits) | i
         for p in range(npass):
             hist[p, (c >> (p * width)) & mask] += 1
@@ -288,42 +291,6 @@ def _morton(points, origin, inv_step, maxq):  # type: ignore[no-untyped-def]
         qz = min(max(np.int64(fz), 0), maxq)
         codes[i] = (_spread(qx) << 2) | (_spread(qy) << 1) | _spread(qz)
     return codes
-
-
-@njit(cache=True)
-def _radix_sort(keys, nbits):  # type: ignore[no-untyped-def]
-    """LSD radix sort of non-negative int64 keys below 2**nbits; returns (sorted keys, permutation)."""
-    n = keys.shape[0]
-    npass = max(1, (nbits + 10) // 11)
-    width = (nbits + npass - 1) // npass
-    mask = (1 << width) - 1
-    hist = np.zeros((npass, 1 << width), np.int64)
-    for i in range(n):
-        k = keys[i]
-        for p in range(npass):
-            hist[p, (k >> (p * width)) & mask] += 1
-    a = keys.copy()
-    b = np.empty_like(keys)
-    ia = np.arange(n).astype(np.int32)
-    ib = np.empty(n, np.int32)
-    for p in range(npass):
-        h = hist[p]
-        total = 0
-        for j in range(1 << width):
-            c = h[j]
-            h[j] = total
-            total += c
-        shift = p * width
-        for i in range(n):
-            k = a[i]
-            d = (k >> shift) & mask
-            t = h[d]
-            h[d] = t + 1
-            b[t] = k
-            ib[t] = ia[i]
-        a, b = b, a
-        ia, ib = ib, ia
-    return a, ia
 
 
 @njit(cache=True)
@@ -464,32 +431,18 @@ def _bit_ctx(k, ns, b1, b2, adj):  # type: ignore[no-untyped-def]
 def _flush(buf, nbuf, probs, out, low, rng, cache, csize, pos):  # type: ignore[no-untyped-def]
     """Range-code ``nbuf`` decisions (context << 1 | bit); rangecoder.enc_bit without branches on
     the bit (bit-exact with its decoder)."""
-    cap = out.shape[0]
     for t in range(nbuf):
         e = buf[t]
         ctx = e >> 1
         p = np.int64(probs[ctx])
-        bound = (rng >> 11) * p
+        bound = (rng >> PROB_BITS) * p
         m = -(e & 1)
         low += bound & m
         rng = bound + ((rng - 2 * bound) & m)
-        probs[ctx] = p + ((((2048 - p) >> 4) & ~m) - ((p >> 4) & m))
-        if rng < 16777216:
+        probs[ctx] = p + ((((PROB_ONE - p) >> MOVE_BITS) & ~m) - ((p >> MOVE_BITS) & m))
+        if rng < TOP:
             rng <<= 8
-            if low < 0xFF000000 or low >= 0x100000000:
-                carry = low >> 32
-                temp = cache
-                while True:
-                    if pos < cap:
-                        out[pos] = (temp + carry) & 0xFF
-                    pos += 1
-                    temp = 0xFF
-                    csize -= 1
-                    if csize == 0:
-                        break
-                cache = (low >> 24) & 0xFF
-            csize += 1
-            low = (low & 0x00FFFFFF) << 8
+            low, rng, cache, csize, pos = _shift_low(low, rng, cache, csize, pos, out)
     return low, rng, cache, csize, pos
 
 
@@ -517,7 +470,7 @@ def _level_records(occ_l, occ_next):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def _encode_octree(occ, start, size, depth, npoints, out):  # type: ignore[no-untyped-def]
-    probs = np.full(_GROUPS * _C_GROUP, 1024, np.uint16)
+    probs = np.full(_GROUPS * _C_GROUP, PROB_INIT, np.uint16)
     low, rng, cache, csize, pos = enc_init()
     buf = np.empty(_BUF, np.int64)
     nbuf = 0
@@ -637,7 +590,7 @@ def _encode_octree(occ, start, size, depth, npoints, out):  # type: ignore[no-un
 def _decode_octree(data, depth, npoints):  # type: ignore[no-untyped-def]
     """Leaf Morton codes of the octree in ``data``; status 0 ok, 1 a level outgrew ``npoints``,
     2 the leaf count differs from ``npoints``, 3 the stream ended early."""
-    probs = np.full(_GROUPS * _C_GROUP, 1024, np.uint16)
+    probs = np.full(_GROUPS * _C_GROUP, PROB_INIT, np.uint16)
     d = dec_init(data, 0)
     occ_prev = np.zeros(2, np.int64)
     occ_prev[1] = 1
@@ -1194,43 +1147,42 @@ def _fill(img, mask, blocks):  # type: ignore[no-untyped-def]
             mean[0] = (s0 + painted // 2) // painted
             mean[1] = (s1 + painted // 2) // painted
             mean[2] = (s2 + painted // 2) // painted
-            if True:
-                for y in range(y0, y1):
-                    for x in range(x0, x1):
-                        if mask[y, x]:
-                            continue
-                        c = 0
-                        t0 = 0
-                        t1 = 0
-                        t2 = 0
-                        if x > 0 and mask[y, x - 1]:
-                            t0 += img[y, x - 1, 0]
-                            t1 += img[y, x - 1, 1]
-                            t2 += img[y, x - 1, 2]
-                            c += 1
-                        if x + 1 < w and mask[y, x + 1]:
-                            t0 += img[y, x + 1, 0]
-                            t1 += img[y, x + 1, 1]
-                            t2 += img[y, x + 1, 2]
-                            c += 1
-                        if y > 0 and mask[y - 1, x]:
-                            t0 += img[y - 1, x, 0]
-                            t1 += img[y - 1, x, 1]
-                            t2 += img[y - 1, x, 2]
-                            c += 1
-                        if y + 1 < h and mask[y + 1, x]:
-                            t0 += img[y + 1, x, 0]
-                            t1 += img[y + 1, x, 1]
-                            t2 += img[y + 1, x, 2]
-                            c += 1
-                        if c:
-                            img[y, x, 0] = (t0 + c // 2) // c
-                            img[y, x, 1] = (t1 + c // 2) // c
-                            img[y, x, 2] = (t2 + c // 2) // c
-                        else:
-                            img[y, x, 0] = mean[0]
-                            img[y, x, 1] = mean[1]
-                            img[y, x, 2] = mean[2]
+            for y in range(y0, y1):
+                for x in range(x0, x1):
+                    if mask[y, x]:
+                        continue
+                    c = 0
+                    t0 = 0
+                    t1 = 0
+                    t2 = 0
+                    if x > 0 and mask[y, x - 1]:
+                        t0 += img[y, x - 1, 0]
+                        t1 += img[y, x - 1, 1]
+                        t2 += img[y, x - 1, 2]
+                        c += 1
+                    if x + 1 < w and mask[y, x + 1]:
+                        t0 += img[y, x + 1, 0]
+                        t1 += img[y, x + 1, 1]
+                        t2 += img[y, x + 1, 2]
+                        c += 1
+                    if y > 0 and mask[y - 1, x]:
+                        t0 += img[y - 1, x, 0]
+                        t1 += img[y - 1, x, 1]
+                        t2 += img[y - 1, x, 2]
+                        c += 1
+                    if y + 1 < h and mask[y + 1, x]:
+                        t0 += img[y + 1, x, 0]
+                        t1 += img[y + 1, x, 1]
+                        t2 += img[y + 1, x, 2]
+                        c += 1
+                    if c:
+                        img[y, x, 0] = (t0 + c // 2) // c
+                        img[y, x, 1] = (t1 + c // 2) // c
+                        img[y, x, 2] = (t2 + c // 2) // c
+                    else:
+                        img[y, x, 0] = mean[0]
+                        img[y, x, 1] = mean[1]
+                        img[y, x, 2] = mean[2]
             prev[:] = mean
             above[bx, :] = mean
 
@@ -1270,10 +1222,6 @@ def _sealed(header: struct.Struct, *fields: object, body: bytes = b"") -> bytes:
 def _seal_ok(data: bytes, header: struct.Struct) -> bool:
     (crc,) = struct.unpack_from("<I", data, header.size - 4)
     return zlib.crc32(data[header.size :], zlib.crc32(data[: header.size - 4])) == crc
-
-
-def _jpeg_quality(color_quality: int) -> int:
-    return int(color_quality)
 
 
 def encode_unorganized(
@@ -1327,7 +1275,7 @@ def encode_unorganized(
     voxels, voxel_colors = _voxelize(points, cols, lo, inv_step, depth)
     body = _encode_geometry_body(voxels, depth)
     geometry = _sealed(_GEOMETRY_HEADER, _GEOMETRY_MAGIC, _VERSION, depth, len(voxels), *lo, step, body=body)
-    color = _encode_color(voxels, voxel_colors, lo, step, hi, _jpeg_quality(int(color_quality)))
+    color = _encode_color(voxels, voxel_colors, lo, step, hi, int(color_quality))
     return geometry, color
 
 
@@ -1344,8 +1292,8 @@ def _voxelize(
         keys, hist = _morton_keys(points, origin, inv_step, maxq, idxbits, width, npass)
         return _merge_keys(_sort_keys(keys, hist, idxbits, width, npass), colors, idxbits)
     codes = _morton(points, origin, inv_step, maxq)
-    sorted_codes, order = _radix_sort(codes, nbits)
-    return _merge_voxels(sorted_codes, order, colors)
+    order = np.argsort(codes, kind="stable")
+    return _merge_voxels(codes[order], order, colors)
 
 
 def _encode_geometry_body(voxels: np.ndarray, depth: int) -> bytes:

@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit
 
 __all__ = [
+    "PROB_INIT",
     "VALUE_CTX",
     "dec_bit",
     "dec_direct",
@@ -34,7 +35,6 @@ __all__ = [
     "enc_init",
     "enc_uint",
     "enc_value",
-    "new_probs",
 ]
 
 PROB_BITS = 11
@@ -47,11 +47,6 @@ TOP = 1 << 24
 MAX_BUCKET = 24
 UINT_CTX = MAX_BUCKET + 1
 VALUE_CTX = 2 + UINT_CTX
-
-
-def new_probs(count: int) -> np.ndarray:
-    """A fresh table of ``count`` adaptive binary contexts."""
-    return np.full(count, PROB_INIT, np.uint16)
 
 
 @njit(inline="always")

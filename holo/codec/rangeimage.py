@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit
 
 from holo.codec.rangecoder import (
+    PROB_INIT,
     UINT_CTX,
     VALUE_CTX,
     dec_bit,
@@ -124,7 +125,7 @@ def _predict(idx, m, y, x, last):  # type: ignore[no-untyped-def]
 def _encode(mask, idx, palette, out):  # type: ignore[no-untyped-def]
     """``mask`` and ``idx`` are padded by 2 rows on top and 2 columns on each side."""
     h, w = mask.shape
-    probs = np.full(_MASK_CTX + _RES_CTX * VALUE_CTX + 2 * UINT_CTX, 1024, np.uint16)
+    probs = np.full(_MASK_CTX + _RES_CTX * VALUE_CTX + 2 * UINT_CTX, PROB_INIT, np.uint16)
     res_base = _MASK_CTX
     pal_base = _MASK_CTX + _RES_CTX * VALUE_CTX
     s = enc_init()
@@ -152,7 +153,7 @@ def _decode(data, h, w, count, palette_len, max_unit):  # type: ignore[no-untype
     mask = np.zeros((h + 2, w + 4), np.uint8)
     idx = np.zeros((h + 2, w + 4), np.int32)
     palette = np.zeros(palette_len, np.int64)
-    probs = np.full(_MASK_CTX + _RES_CTX * VALUE_CTX + 2 * UINT_CTX, 1024, np.uint16)
+    probs = np.full(_MASK_CTX + _RES_CTX * VALUE_CTX + 2 * UINT_CTX, PROB_INIT, np.uint16)
     res_base = _MASK_CTX
     pal_base = _MASK_CTX + _RES_CTX * VALUE_CTX
     d = dec_init(data, 0)
