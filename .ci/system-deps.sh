@@ -1,7 +1,8 @@
 #!/bin/sh
 # System packages Holo needs beyond Python: libusb (open3d and pyrealsense2 load it), Mesa's GL and
-# EGL (offscreen rendering, the viewer), Xvfb (a virtual display for window tests). As root on
-# Debian/Ubuntu the missing ones are installed; otherwise this prints the command to run.
+# EGL (offscreen rendering, the viewer), Xvfb and xdotool (a virtual display and key presses for
+# window tests), coturn (a TURN server for the call tests). As root on Debian/Ubuntu the missing
+# ones are installed; otherwise this prints the command to run.
 set -eu
 PKGS="libusb-1.0-0 libgl1 libegl1 libgl1-mesa-dri libegl-mesa0 libglib2.0-0 xvfb xdotool coturn"
 PY=${PY:-python3.11}

@@ -38,7 +38,7 @@ def measure(
 
     options = SourceOptions(intrinsics=intrinsics, loop=True)
     decode_ms, extract_ms, points = [], [], []
-    skeletons: list[bytes] = []
+    refreshes = 0  # fresh MediaPipe Pose results
     last_age = 1 << 30
     with open_source(spec, options) as src:
         it = iter(src)
@@ -58,13 +58,12 @@ def measure(
                 # A fresh MediaPipe Pose result arrived in this frame when its age went down (results
                 # come from a worker thread, so a new one is 0 or 1 frames old).
                 if obs is not None and obs.found and obs.pose_age_frames < last_age:
-                    skeletons.append(b"new pose")
+                    refreshes += 1
                 last_age = obs.pose_age_frames if obs is not None and obs.found else 1 << 30
         pipeline.close()
     total = [d + e for d, e in zip(decode_ms, extract_ms)]
     w, h = frame.intrinsics.width, frame.intrinsics.height
     # Fresh pose results per second of pipeline time (the joints' depth is re-read every frame).
-    refreshes = len(skeletons)
     return {
         "source": name + (" + body tracking" if body else ""),
         "body_tracking": body,
@@ -89,18 +88,20 @@ def main() -> int:
     args = parser.parse_args()
     kinect = (525.0, 525.0, 319.5, 239.5)
     rows = []
+    five_people = (
+        "kinect_five_people PNG pair (rgbd:)",
+        f"rgbd:{SHARED_DATA / 'kinect_five_people'}",
+        kinect,
+    )
+    synthetic = ("synthetic performer (rendered)", "synthetic", None)
     # With body tracking: the whole machine (MediaPipe runs its models on worker threads).
-    body_cases = [
-        ("kinect_five_people PNG pair (rgbd:)", f"rgbd:{SHARED_DATA / 'kinect_five_people'}", kinect),
-        ("synthetic performer (rendered)", "synthetic", None),
-    ]
-    for name, spec, k in body_cases:
+    for name, spec, k in (five_people, synthetic):
         if not spec.startswith("synthetic") and not Path(spec.split(":", 1)[1]).exists():
             continue
         rows.append(measure(name, spec, args.frames, k, body=True))
     one_core()  # depth only: one core (threads made from here on inherit the pinning)
     cases = [
-        ("kinect_five_people PNG pair (rgbd:)", f"rgbd:{SHARED_DATA / 'kinect_five_people'}", kinect),
+        five_people,
         (
             "kinect_five_people organised PCD (pcd:)",
             f"pcd:{SHARED_DATA / 'kinect_five_people' / 'five_people.pcd'}",
@@ -117,7 +118,7 @@ def main() -> int:
             f"k4a:{SHARED_DATA / 'azure_kinect_mkv' / 'recording.mkv'}",
             None,
         ),
-        ("synthetic performer (rendered)", "synthetic", None),
+        synthetic,
     ]
     for name, spec, k in cases:
         if not spec.startswith("synthetic") and not Path(spec.split(":", 1)[1]).exists():

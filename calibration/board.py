@@ -22,7 +22,7 @@ import logging
 import math
 import os
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -36,7 +36,6 @@ __all__ = [
     "DPI",
     "PAGE_SIZES_MM",
     "BoardSpec",
-    "PageSize",
     "board_for_page",
     "page_text",
     "render_board_page",
@@ -45,7 +44,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PageSize = Literal["A4", "A3"]
 #: Landscape page sizes (width, height) in millimetres.
 PAGE_SIZES_MM: dict[str, tuple[float, float]] = {"A4": (297.0, 210.0), "A3": (420.0, 297.0)}
 DPI = 300

@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from calibration.board import PAGE_SIZES_MM, BoardSpec, board_for_page, write_board
 from calibration.calibfile import check_writable, save_calibration
-from holo.errors import CalibrationError, ConfigError, HoloError
+from holo.errors import CalibrationError, ConfigError
 from holo.frame import RGBDFrame
 
 if TYPE_CHECKING:  # the rig needs Open3D; imported when cameras are calibrated, not to print a board
     from calibration.rig import RigResult
 
-__all__ = ["add_calibrate_arguments", "main", "run_calibrate"]
+__all__ = ["add_calibrate_arguments", "run_calibrate"]
 
 logger = logging.getLogger(__name__)
 
@@ -209,29 +207,3 @@ def report(result: RigResult, out: str) -> str:
         )
     lines += [f"warning: {w}" for w in result.warnings]
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``holo calibrate`` on its own (the same as ``holo calibrate`` once wired into holo.cli)."""
-    parser = argparse.ArgumentParser(
-        prog="holo calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    add_calibrate_arguments(parser)
-    args = parser.parse_args(argv)
-    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s", datefmt="%H:%M:%S"
-    )
-    try:
-        return run_calibrate(args)
-    except HoloError as exc:
-        print(f"holo calibrate: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("holo calibrate: stopped", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

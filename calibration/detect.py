@@ -54,14 +54,11 @@ class BoardDetection:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class LiftedCorners:
-    """Corners in the camera frame (metres) and the board plane fitted to depth."""
+    """Corners in the camera frame (metres): the corner rays met with the board plane fitted to depth."""
 
     ids: np.ndarray  # (M,) ids of the corners lifted
     points_in_camera: np.ndarray  # (M, 3)
     corners_px: np.ndarray  # (M, 2)
-    plane: Plane  # the board plane in camera coordinates (normal towards the camera)
-    plane_points: int
-    plane_rms_m: float
 
 
 @functools.lru_cache(maxsize=8)
@@ -194,7 +191,4 @@ def lift_corners(
         ids=detection.ids[keep],
         points_in_camera=lifted[keep],
         corners_px=detection.corners_px[keep],
-        plane=plane,
-        plane_points=count,
-        plane_rms_m=plane.rms_m,
     )

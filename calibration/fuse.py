@@ -17,9 +17,9 @@ import numpy as np
 
 from calibration.calibfile import CalibrationFile, CameraCalibration
 from holo.errors import CalibrationError
-from holo.frame import PersonCloud, RGBDFrame
+from holo.frame import PersonCloud
 
-__all__ = ["DEFAULT_VOXEL_M", "check_frame_matches", "fuse_clouds", "match_cameras", "voxel_merge"]
+__all__ = ["DEFAULT_VOXEL_M", "fuse_clouds", "match_cameras", "voxel_merge"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,23 +31,6 @@ def match_cameras(calibration: CalibrationFile, serials: list[str]) -> list[Came
     if len(set(serials)) != len(serials):
         raise CalibrationError(f"two sources report the same camera serial ({', '.join(serials)})")
     return [calibration.camera(s) for s in serials]
-
-
-def check_frame_matches(camera: CameraCalibration, frame: RGBDFrame) -> str:
-    """A warning when the frame's camera model differs from the calibrated one (empty when it matches)."""
-    k, c = frame.intrinsics, camera.intrinsics
-    if (k.width, k.height) != (c.width, c.height):
-        return (
-            f"camera {camera.serial} now gives {k.width}×{k.height} images but was calibrated at "
-            f"{c.width}×{c.height}; its pose still holds if it is the same camera, unmoved"
-        )
-    if (
-        abs(k.fx - c.fx) > 0.01 * c.fx
-        or abs(k.cx - c.cx) > 0.01 * c.width
-        or abs(k.cy - c.cy) > 0.01 * c.height
-    ):
-        return f"camera {camera.serial}'s intrinsics differ from the calibrated ones by more than 1 %"
-    return ""
 
 
 def voxel_merge(points: np.ndarray, colors: np.ndarray, voxel_m: float) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +64,7 @@ def fuse_clouds(clouds: list[PersonCloud], *, voxel_m: float = DEFAULT_VOXEL_M) 
             raise CalibrationError(
                 f"camera {cloud.serial}'s cloud is not placed in the world; it cannot be fused"
             )
-    points = np.concatenate([c.points_in_world() for c in clouds]) if clouds else np.zeros((0, 3), np.float32)
+    points = np.concatenate([c.points_in_world() for c in clouds])
     colors = np.concatenate([c.colors for c in clouds])
     merged_p, merged_c = voxel_merge(points, colors, voxel_m)
     first = clouds[0]

@@ -61,7 +61,6 @@ class IcpResult:
     serial: str
     common_from_camera: np.ndarray  # the refined pose (the input pose when not refined)
     rms_mm: float  # point-to-plane residual after (nan when there is no overlap)
-    rms_before_mm: float
     overlap_points: int
     method: str  # "reference", "point-to-plane", "coloured", "board" (kept the board's pose)
     note: str = ""  # why the board's pose was kept
@@ -175,7 +174,7 @@ def refine_poses(
     colour: bool = True,
 ) -> list[IcpResult]:
     """Refine every camera after the first against the ones before it (see the module docstring)."""
-    results = [IcpResult(serials[0], common_from_camera[0], float("nan"), float("nan"), 0, "reference")]
+    results = [IcpResult(serials[0], common_from_camera[0], float("nan"), 0, "reference")]
     target = _transformed(clouds[0], common_from_camera[0])
     for serial, cloud, pose in zip(serials[1:], clouds[1:], common_from_camera[1:]):
         source = _transformed(cloud, pose)
@@ -211,7 +210,7 @@ def _refine_one(
     colour: bool,
 ) -> IcpResult:
     def keep(note: str) -> IcpResult:
-        return IcpResult(serial, pose, before, before, overlap, "board", note)
+        return IcpResult(serial, pose, before, overlap, "board", note)
 
     # The overlap is judged at the coarsest scale's reach: a camera several cm off has no partners within 2 cm.
     _, reach, rsi, rti = cloud_residual(source, target, distance_m=_SCALES[0][1] / 2)
@@ -244,7 +243,7 @@ def _refine_one(
         )
     if after > before + 0.5 and count <= overlap:  # no more overlap, and a worse fit
         return keep(f"ICP did not lower the residual ({before:.1f} -> {after:.1f} mm)")
-    return IcpResult(serial, correction @ pose, after, before, count, method)
+    return IcpResult(serial, correction @ pose, after, count, method)
 
 
 def _coloured_icp(

@@ -111,9 +111,7 @@ def calibrate_rig(frames: list[RGBDFrame], spec: BoardSpec, options: RigOptions 
         icp = refine_poses([p.serial for p in poses], clouds, board_from_camera, colour=options.colour_icp)
     else:
         icp = [
-            IcpResult(
-                p.serial, m, float("nan"), float("nan"), 0, "reference" if i == 0 else "board", "ICP off"
-            )
+            IcpResult(p.serial, m, float("nan"), 0, "reference" if i == 0 else "board", "ICP off")
             for i, (p, m) in enumerate(zip(poses, board_from_camera))
         ]
     # The board as all cameras see it at once: one fit of every camera's lifted corners, averaging

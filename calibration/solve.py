@@ -52,7 +52,6 @@ class BoardPose:
     camera_from_board: np.ndarray  # 4x4, metres
     reprojection_error_px: float  # RMS over the corners used
     corners: int  # corners used
-    fit_rms_mm: float  # RMS 3D residual of the lifted corners (0 for a colour-only pose)
     method: str  # "depth" or "colour"
     detection: BoardDetection
     intrinsics: Intrinsics
@@ -201,7 +200,6 @@ def solve_board_pose(frame: RGBDFrame, spec: BoardSpec) -> BoardPose | PoseFailu
                 m,
                 depth_err,
                 int(inliers.sum()),
-                rms * 1000,
                 "depth",
                 detection,
                 k,
@@ -215,4 +213,4 @@ def solve_board_pose(frame: RGBDFrame, spec: BoardSpec) -> BoardPose | PoseFailu
     if colour_pose is None:
         return PoseFailure(serial, f"no pose fits the corners it found ({depth_reason or 'solvePnP failed'})")
     logger.warning("%s: board pose from colour alone, less accurate in distance: %s", serial, depth_reason)
-    return BoardPose(serial, colour_pose, float(colour_err), len(detection), 0.0, "colour", detection, k)
+    return BoardPose(serial, colour_pose, float(colour_err), len(detection), "colour", detection, k)

@@ -39,12 +39,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Indices into the 33 landmarks (MediaPipe Pose's order, holo.frame.POSE_JOINT_NAMES).
-NOSE = 0
 L_SHOULDER, R_SHOULDER = 11, 12
-L_ELBOW, R_ELBOW = 13, 14
-L_WRIST, R_WRIST = 15, 16
 L_HIP, R_HIP = 23, 24
-L_KNEE, R_KNEE = 25, 26
 L_ANKLE, R_ANKLE = 27, 28
 TORSO = (L_SHOULDER, R_SHOULDER, L_HIP, R_HIP)
 
@@ -151,9 +147,8 @@ class BodyTracker:
             return None, None, 0
         x0, y0 = (roi[0], roi[1]) if roi else (0, 0)
         crop = rgb[roi[1] : roi[1] + roi[3], roi[0] : roi[0] + roi[2]] if roi else rgb
-        crop = np.ascontiguousarray(crop)
         if self._static:  # single images: run Pose now, on this image
-            self._latest = self._run_pose(crop, x0, y0)
+            self._latest = self._run_pose(np.ascontiguousarray(crop), x0, y0)
             self._latest_frame = self._frame
         else:
             if self._pending is not None and self._pending.done():
@@ -161,6 +156,7 @@ class BodyTracker:
                 self._latest_frame = self._pending_frame
                 self._pending = None
             if self._pending is None and self._frame % self.pose_every == 0:
+                # A (contiguous) copy: the caller may reuse the image's buffer while Pose runs.
                 self._pending = self._executor.submit(self._run_pose, crop.copy(), x0, y0)
                 self._pending_frame = self._frame
                 if self._latest_frame < 0:  # the first frame: wait, so a skeleton exists from the start

@@ -36,7 +36,7 @@ import numpy as np
 from holo.body import L_HIP, L_SHOULDER, R_HIP, R_SHOULDER, BodyObservation, BodyTracker
 from holo.frame import RGBDFrame, Skeleton
 from holo.geometry import pixel_rays
-from holo.segment import DepthPersonSegmenter, PersonBlob, Segmentation, SegmenterConfig
+from holo.segment import DepthPersonSegmenter, Segmentation, SegmenterConfig
 
 __all__ = ["BodySegmenter", "lift_skeleton", "plausible_person"]
 
@@ -63,11 +63,10 @@ class BodySegmenter:
         if frame.color is None:
             return self.depth.segment(frame)
         body_prob = self.tracker.segment(frame.color)
-        keep, labels, people, floor = self.depth.candidates(frame)
         if body_prob is None:
             return self.depth.segment(frame)
+        keep, labels, people, floor = self.depth.candidates(frame)
         scale = self.depth._scale
-        h, w = frame.shape
         body = body_prob > MASK_THRESHOLD
         if not body.any():
             return self._empty(frame, floor, "no person in view")
@@ -85,23 +84,12 @@ class BodySegmenter:
         # Thin limbs (a raised forearm) often escape MediaPipe's coarse mask; the depth stages re-attach
         # the small pieces a person's own depth jumps cut off. Those are kept whole, not trimmed.
         lut = chosen.copy()
-        z = self.depth._mean_z
-        anchors = [
-            PersonBlob(int(label), 0, np.array([0.0, 0.0, z[label]]), 0.0, 0.0, (0, 0, 0, 0))
-            for label in np.flatnonzero(chosen)
-        ]
-        self.depth._attach(lut[labels], labels, lut, anchors, self.depth._work[1])
+        person_z = self.depth._mean_z[np.flatnonzero(chosen)]
+        self.depth._attach(lut[labels], labels, lut, person_z, self.depth._work[1])
         attached = lut & ~chosen
-
-        def full(sel: np.ndarray) -> np.ndarray:
-            m = sel[labels]
-            if scale > 1:
-                m = cv2.resize(m.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).view(bool)
-            return m & keep
-
-        mask = full(chosen) & body_dilated
+        mask = self.depth.full_resolution(chosen[labels], keep) & body_dilated
         if attached.any():
-            mask |= full(attached)
+            mask |= self.depth.full_resolution(attached[labels], keep)
         # Pose on the kept people's box: with several people in view this is the main person.
         landmarks, world, age = self.tracker.pose(frame.color, _box(mask, margin=0.15))
         obs = BodyObservation(mask=body_prob, landmarks_px=landmarks, world_m=world, pose_age_frames=age)
@@ -169,13 +157,13 @@ def lift_skeleton(frame: RGBDFrame, mask: np.ndarray, obs: BodyObservation) -> S
     h, w = frame.shape
     rx, ry = pixel_rays(k)
     joints = np.full((33, 3), np.nan, np.float32)
-    depth = np.where(mask, frame.depth_m, 0)
     for j, (x, y, vis) in enumerate(obs.landmarks_px):
         u, v = round(float(x)), round(float(y))
         if vis < 0.5 or not (0 <= u < w and 0 <= v < h):
             continue  # hidden (the far shoulder of someone side-on): the depth there is someone else's
-        window = depth[max(0, v - 3) : v + 4, max(0, u - 3) : u + 4]
-        valid = window[window > 0]
+        window = (slice(max(0, v - 3), v + 4), slice(max(0, u - 3), u + 4))
+        d = frame.depth_m[window]
+        valid = d[mask[window] & (d > 0)]
         if len(valid) >= 4:
             z = float(np.median(valid)) + JOINT_DEPTH_M
             joints[j] = (rx[v, u] * z, ry[v, u] * z, z)
@@ -200,12 +188,7 @@ def plausible_person(skeleton: Skeleton) -> tuple[bool, str]:
     j = skeleton.joints_m
     shoulders = float(np.linalg.norm(j[L_SHOULDER] - j[R_SHOULDER]))
     torso = float(np.linalg.norm((j[L_SHOULDER] + j[R_SHOULDER]) / 2 - (j[L_HIP] + j[R_HIP]) / 2))
-    if torso < 0.2:
-        return (
-            False,
-            f"its torso is {torso * 100:.0f} cm long and its shoulders {shoulders * 100:.0f} cm apart",
-        )
-    if torso > 0.9 or shoulders > 0.8:
+    if torso < 0.2 or torso > 0.9 or shoulders > 0.8:
         return (
             False,
             f"its torso is {torso * 100:.0f} cm long and its shoulders {shoulders * 100:.0f} cm apart",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from holo.errors import ConfigError
+from holo.errors import ConfigError, MissingDependencyError
 from holo.frame import PersonCloud, RGBDFrame
 from holo.geometry import Plane, backproject
 from holo.segment import DepthPersonSegmenter, PersonSegmenter, SegmenterConfig
@@ -98,13 +98,16 @@ class CapturePipeline:
         self.config = config or CaptureConfig()
         self.world_from_camera = world_from_camera
         self.last_segment_ms = 0.0
-        self.body = self.config.body == "on" or (self.config.body == "auto" and _mediapipe_available())
-        if self.config.body == "on" and not _mediapipe_available():
-            from holo.errors import MissingDependencyError
+        available = False
+        if self.config.body != "off":  # "off" never imports mediapipe
+            from holo.body import mediapipe_available
 
+            available = mediapipe_available()
+        if self.config.body == "on" and not available:
             raise MissingDependencyError(
                 "body tracking needs mediapipe 0.10.21 (pip install mediapipe==0.10.21)"
             )
+        self.body = available
         self._segmenter = segmenter
         self._tracker: object = None  # the relief path's BodyTracker, made on first use
 
@@ -175,8 +178,6 @@ class CapturePipeline:
     # -- colour-only cameras ---------------------------------------------------------------------------
     def _process_relief(self, frame: RGBDFrame) -> PersonCloud:
         """A webcam's or video's frame: the person's relief from segmentation and pose (holo.relief)."""
-        import dataclasses
-
         import cv2
 
         from holo.body import TORSO, BodyTracker
@@ -185,10 +186,12 @@ class CapturePipeline:
 
         if frame.color is None:
             return self._empty(frame, "no colour and no depth: nothing to see")
-        if not self.body and self.config.body == "off":
+        if self.config.body == "off":
             return self._empty(frame, "a colour-only camera needs body tracking (--body auto or on)")
         if self._tracker is None:
-            self._tracker = BodyTracker(pose_every=1)  # the relief needs this frame's pose
+            # Pose is started on every frame, in the background: the relief pairs this frame's mask
+            # with the newest finished pose (the previous frame's, or older; this frame's only on the first).
+            self._tracker = BodyTracker(pose_every=1)
         tracker: BodyTracker = self._tracker  # type: ignore[assignment]
         t0 = time.perf_counter()
         obs = tracker.observe(frame.color)
@@ -208,13 +211,12 @@ class CapturePipeline:
         if not keep.any():
             return self._empty(frame, "no person in view")
         mask = keep[labels]
-        depth = relief_depth(mask, obs.landmarks_px, obs.world_m, frame.intrinsics)
-        distance = estimate_distance_m(obs.landmarks_px, obs.world_m, frame.intrinsics)
+        k = frame.intrinsics
+        distance = estimate_distance_m(obs.landmarks_px, obs.world_m, k)
+        depth = None if distance is None else relief_depth(mask, obs.landmarks_px, obs.world_m, k, distance)
         if depth is None or distance is None:
             return self._empty(frame, "no person in view (the pose is too uncertain for a relief)")
         depth = depth_from_units(np.round(depth * 1000.0), 0.001)
-        relief = dataclasses.replace(frame, depth_m=depth, has_depth=True)
-        k = frame.intrinsics
         z = obs.world_m[:, 2] + distance
         joints = np.stack(
             [(obs.landmarks_px[:, 0] - k.cx) / k.fx * z, (obs.landmarks_px[:, 1] - k.cy) / k.fy * z, z], 1
@@ -223,7 +225,7 @@ class CapturePipeline:
             joints_m=joints.astype(np.float32),
             visibility=np.clip(obs.landmarks_px[:, 2], 0, 1).astype(np.float32),
         )
-        points, pixels, flat = backproject(relief.depth_m, k, depth > 0)
+        points, pixels, flat = backproject(depth, k, depth > 0)
         colors = frame.color.reshape(-1, 3)[flat]
         return PersonCloud(
             points_m=points,
@@ -272,9 +274,3 @@ def _level_camera(skeleton: object) -> np.ndarray:
     else:
         m[1, 3] = float((j[L_HIP, 1] + j[R_HIP, 1]) / 2) + 0.95
     return m
-
-
-def _mediapipe_available() -> bool:
-    from holo.body import mediapipe_available
-
-    return mediapipe_available()

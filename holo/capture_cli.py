@@ -63,8 +63,8 @@ def capture_config(args: argparse.Namespace) -> CaptureConfig:
         participant=args.participant or default_participant(),
         segmenter=SegmenterConfig(near_m=near, far_m=far, keep=args.people),
         max_points=args.max_points,
-        body=getattr(args, "body", "off"),
-        pose_every=getattr(args, "pose_every", 3),
+        body=args.body,
+        pose_every=args.pose_every,
     )
 
 
@@ -94,10 +94,10 @@ def _lockstep(sources: list[FrameSource]) -> Iterator[list[RGBDFrame]]:
 
 def _load_calibration(args: argparse.Namespace) -> CalibrationFile | None:
     """The --calibration file, read and checked before any camera is opened (None without one)."""
-    voxel_mm = getattr(args, "voxel_mm", None)
+    voxel_mm = args.voxel_mm
     if voxel_mm is not None and not 0.0 <= voxel_mm <= 100.0:
         raise ConfigError(f"--voxel-mm must be 0 to 100 millimetres, got {voxel_mm:g}")
-    path = getattr(args, "calibration", None)
+    path = args.calibration
     if not path:
         if voxel_mm is not None:
             raise ConfigError("--voxel-mm merges fused cameras and needs --calibration")
@@ -123,12 +123,13 @@ def _placements(
             args.calibration,
             camera.date or "at an unknown date",
         )
-    voxel_mm = getattr(args, "voxel_mm", None)
+    voxel_mm = args.voxel_mm
     voxel_m = DEFAULT_VOXEL_M if voxel_mm is None else voxel_mm / 1000.0
     return [c.world_from_camera for c in cameras], (voxel_m if len(sources) > 1 else None)
 
 
 def run_capture(args: argparse.Namespace) -> int:
+    from calibration.fuse import fuse_clouds
     from holo.cli import source_options
 
     if args.count is not None and args.count < 1:
@@ -153,67 +154,57 @@ def run_capture(args: argparse.Namespace) -> int:
         logger.warning(
             "%d cameras without calibration: each camera's cloud is written separately", len(specs)
         )
-    sources = open_sources(specs, options)
-    try:
-        placements, voxel_m = _placements(args, calibration, sources)
-    except BaseException:
-        for s in sources:
-            s.close()
-        raise
-    publisher = encoder = bus = None
-    if args.publish is not None:
-        from holo.bus import Bus, cloud_topic
-        from holo.codec import StreamEncoder
-
-        bus = Bus(args.publish or None)
-        publisher = bus.publisher()
-        from holo.cli import codec_options
-
-        encoder = StreamEncoder(args.codec, **codec_options(args))
-        topic = cloud_topic(config.participant)
-
-    pipelines = [CapturePipeline(config, world_from_camera=m) for m in placements]
     frames_done = 0
     points_total = 0
     clouds_total = 0
-    start = time.perf_counter()
-    try:
-        with contextlib.ExitStack() as stack:
-            for s in sources:
-                stack.callback(s.close)
-            for pipeline in pipelines:
-                stack.callback(pipeline.close)
-            for frames in _lockstep(sources):
-                clouds = []
-                for frame, pipeline in zip(frames, pipelines):
-                    cloud = pipeline.process(frame)
-                    logger.info(
-                        "%s frame %d: %d points%s (segment %.1f ms)",
-                        frame.serial,
-                        frame.sequence,
-                        len(cloud),
-                        f", {cloud.status}" if cloud.status else "",
-                        pipeline.last_segment_ms,
-                    )
-                    clouds.append(cloud)
-                if voxel_m is not None:
-                    from calibration.fuse import fuse_clouds
+    # Everything opened from here on is closed on the way out, also when a later step fails.
+    with contextlib.ExitStack() as stack:
+        sources = open_sources(specs, options)
+        for s in sources:
+            stack.callback(s.close)
+        placements, voxel_m = _placements(args, calibration, sources)
+        publisher = encoder = None
+        if args.publish is not None:
+            from holo.bus import Bus, cloud_topic
+            from holo.cli import codec_options
+            from holo.codec import StreamEncoder
 
-                    clouds = [fuse_clouds(clouds, voxel_m=voxel_m).with_(sequence=frames_done)]
-                    logger.info("fused frame %d: %d points", frames_done, len(clouds[0]))
-                for i, cloud in enumerate(clouds):
-                    points_total += len(cloud)
-                    clouds_total += 1
-                    if out_dirs:
-                        _write(cloud, out_dirs[i], args.frame)
-                    if publisher is not None and encoder is not None:
-                        publisher.send(topic, encoder.encode_bytes(cloud))
-                frames_done += 1
-                if args.count is not None and frames_done >= args.count:
-                    break
-    finally:
-        if bus is not None:
-            bus.close()
+            bus = Bus(args.publish or None)
+            stack.callback(bus.close)
+            publisher = bus.publisher()
+            encoder = StreamEncoder(args.codec, **codec_options(args))
+            topic = cloud_topic(config.participant)
+        pipelines = []
+        for m in placements:
+            pipelines.append(CapturePipeline(config, world_from_camera=m))
+            stack.callback(pipelines[-1].close)
+        start = time.perf_counter()
+        for frames in _lockstep(sources):
+            clouds = []
+            for frame, pipeline in zip(frames, pipelines):
+                cloud = pipeline.process(frame)
+                logger.info(
+                    "%s frame %d: %d points%s (segment %.1f ms)",
+                    frame.serial,
+                    frame.sequence,
+                    len(cloud),
+                    f", {cloud.status}" if cloud.status else "",
+                    pipeline.last_segment_ms,
+                )
+                clouds.append(cloud)
+            if voxel_m is not None:
+                clouds = [fuse_clouds(clouds, voxel_m=voxel_m).with_(sequence=frames_done)]
+                logger.info("fused frame %d: %d points", frames_done, len(clouds[0]))
+            for i, cloud in enumerate(clouds):
+                points_total += len(cloud)
+                clouds_total += 1
+                if out_dirs:
+                    _write(cloud, out_dirs[i], args.frame)
+                if publisher is not None and encoder is not None:
+                    publisher.send(topic, encoder.encode_bytes(cloud))
+            frames_done += 1
+            if args.count is not None and frames_done >= args.count:
+                break
     elapsed = time.perf_counter() - start
     if frames_done == 0:
         raise HoloError(f"no frames came from {', '.join(specs)}")
@@ -231,16 +222,16 @@ def _write(cloud: PersonCloud, folder: str, frame: str) -> None:
     from holo.ply import write_ply
 
     path = os.path.join(folder, f"frame_{cloud.sequence:06d}.ply")
+    placed = cloud.in_world() if frame == "world" else cloud  # itself when not placed
     try:
-        write_ply(path, cloud, world=frame == "world")
+        write_ply(path, placed)
     except OSError as exc:
         raise HoloError(f"could not write {path}: {exc.strerror or exc}") from None
-    if frame == "world" and cloud.frame != "world" and cloud.world_from_camera is None and len(cloud):
+    if frame == "world" and placed.frame != "world" and len(cloud):
         logger.warning(
             "frame %d: no floor found and no calibration; written in the camera frame", cloud.sequence
         )
-    if cloud.skeleton is not None:
+    if placed.skeleton is not None:
         from holo.skeleton_io import write_skeleton
 
-        placed = cloud.in_world() if frame == "world" else cloud
-        write_skeleton(folder, cloud, placed.skeleton or cloud.skeleton)
+        write_skeleton(folder, cloud, placed.skeleton)

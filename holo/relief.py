@@ -68,20 +68,23 @@ def estimate_distance_m(
 
 
 def relief_depth(
-    mask: np.ndarray, landmarks_px: np.ndarray, world_m: np.ndarray, intrinsics: Intrinsics
+    mask: np.ndarray,
+    landmarks_px: np.ndarray,
+    world_m: np.ndarray,
+    intrinsics: Intrinsics,
+    distance_m: float,
 ) -> np.ndarray | None:
-    """Depth (H x W float32 metres, 0 outside ``mask``) of the person, or None without a usable pose."""
-    distance = estimate_distance_m(landmarks_px, world_m, intrinsics)
-    if distance is None:
-        return None
+    """Depth (H x W float32 metres, 0 outside ``mask``) of the person, or None for an empty mask.
+
+    ``distance_m`` is the hips' distance from the camera (:func:`estimate_distance_m`).
+    """
     f = (intrinsics.fx + intrinsics.fy) / 2
     pix = _with_virtual(landmarks_px[:, :2].astype(np.float64))
-    joint_z = _with_virtual(world_m[:, 2:3].astype(np.float64))[:, 0] + distance
+    joint_z = _with_virtual(world_m[:, 2:3].astype(np.float64))[:, 0] + distance_m
     v, u = np.nonzero(mask)
     if len(u) == 0:
         return None
     p = np.stack([u, v], axis=1).astype(np.float64)
-    best_score = np.full(len(u), np.inf)
     best_depth = np.full(len(u), np.inf)
     fallback_score = np.full(len(u), np.inf)
     fallback_depth = np.zeros(len(u))
@@ -99,7 +102,6 @@ def relief_depth(
         # Among the capsules covering a pixel, the nearest surface wins (arm in front of torso).
         better = inside & (surface < best_depth)
         best_depth[better] = surface[better]
-        best_score[better] = score[better]
         closer = score < fallback_score
         fallback_score[closer] = score[closer]
         fallback_depth[closer] = z_axis[closer]

@@ -22,7 +22,7 @@
 piece nearest the camera weighted by how central it is, and — to avoid flicker — the piece closest
 to the previous frame's main person when one lies within 0.5 m of it.
 
-Other segmenters (MediaPipe, in :mod:`holo.body`) implement the same :class:`PersonSegmenter`
+Other segmenters (MediaPipe, in :mod:`holo.bodyseg`) implement the same :class:`PersonSegmenter`
 protocol and can reuse the depth stages through :meth:`DepthPersonSegmenter.candidates`.
 """
 
@@ -116,6 +116,7 @@ class DepthPersonSegmenter:
         )
         self._mean_z = np.zeros(0)
         self._counts = np.zeros(0)
+        self._flat = np.zeros(0, bool)
 
     # -- stages ---------------------------------------------------------------------------------
     def find_floor(self, frame: RGBDFrame, valid: np.ndarray) -> Plane | None:
@@ -313,12 +314,14 @@ class DepthPersonSegmenter:
         return main
 
     def _attach(
-        self, mask: np.ndarray, labels: np.ndarray, lut: np.ndarray, people: list[PersonBlob], k: Intrinsics
+        self, mask: np.ndarray, labels: np.ndarray, lut: np.ndarray, person_z: np.ndarray, k: Intrinsics
     ) -> np.ndarray:
-        """Join pieces that a person's own depth jumps cut off (see the module docstring)."""
+        """Join pieces that a person's own depth jumps cut off (see the module docstring).
+
+        ``person_z`` holds the depth (metres) of each person the pieces may join.
+        """
         cfg = self.config
         reach = max(1, round(4 / self._scale))  # 4 full-resolution pixels
-        person_z = np.array([p.centroid_m[2] for p in people])
         stats_w, stats_h = self._stats[:, cv2.CC_STAT_WIDTH], self._stats[:, cv2.CC_STAT_HEIGHT]
         for _ in range(2):
             ring = cv2.dilate(mask.view(np.uint8), np.ones((2 * reach + 1,) * 2, np.uint8)).view(bool) & ~mask
@@ -342,6 +345,18 @@ class DepthPersonSegmenter:
             mask = lut[labels]
         return mask
 
+    def full_resolution(self, mask_w: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """A work-resolution mask (from :meth:`candidates`' labels) at full resolution, within ``keep``.
+
+        Each work pixel stands for its scale x scale block; the block's pixels are kept where the
+        full-resolution keep mask keeps them. A background pixel inside a person's block touches
+        that person's nearer pixel, so the 8-neighbour cut removed it.
+        """
+        if self._scale > 1:
+            h, w = keep.shape
+            mask_w = cv2.resize(mask_w.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).view(bool)
+        return mask_w & keep
+
     # -- the whole thing --------------------------------------------------------------------------
     def segment(self, frame: RGBDFrame) -> Segmentation:
         keep, labels, people, floor = self.candidates(frame)
@@ -352,16 +367,9 @@ class DepthPersonSegmenter:
             return Segmentation(mask=np.zeros(frame.shape, bool), floor=floor, status="no person in view")
         lut = np.zeros(labels.max() + 1, bool)
         lut[[p.label for p in people]] = True
-        mask_w = self._attach(lut[labels], labels, lut, people, self._work[1])
-        # Back to full resolution: each work pixel stands for its scale x scale block; the block's
-        # pixels are kept where the full-resolution mask keeps them. A background pixel inside a
-        # person's block touches that person's nearer pixel, so the 8-neighbour cut removed it.
-        if self._scale > 1:
-            h, w = frame.shape
-            up = cv2.resize(mask_w.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).view(bool)
-            mask = up & keep
-        else:
-            mask = mask_w & keep
+        person_z = np.array([p.centroid_m[2] for p in people])
+        mask_w = self._attach(lut[labels], labels, lut, person_z, self._work[1])
+        mask = self.full_resolution(mask_w, keep)
         if self.config.erode_px > 0:
             kernel = cv2.getStructuringElement(cv2.MORPH_CROSS, (2 * self.config.erode_px + 1,) * 2)
             mask = cv2.erode(mask.view(np.uint8), kernel).view(bool)

@@ -5,7 +5,8 @@ relief from body tracking (:mod:`holo.relief`). The camera is assumed to be a pi
 horizontal field of view (a typical webcam or phone's main camera) unless ``--intrinsics`` gives it.
 
 - ``video:FILE`` decodes any video PyAV (FFmpeg) reads — a phone clip, a screen recording —
-  with timestamps from the file; ``--loop`` starts over; ``--fps`` paces playback.
+  with timestamps from the file; ``--loop`` starts over; any ``--fps`` plays it at the file's own
+  rate (its timestamps; the value itself is not used), else frames come as fast as they decode.
 - ``webcam[:INDEX]`` opens a live camera with OpenCV (index 0 by default) at ``--size``.
 """
 
@@ -73,7 +74,7 @@ class VideoSource(FrameSource):
         base_ns = time.time_ns()
         while True:
             start = time.monotonic()
-            decoded_any = False
+            in_pass = 0  # frames of this pass: the fallback clock starts over with start and base_ns
             try:
                 with av.open(self.path) as container:
                     stream = container.streams.video[0]
@@ -86,19 +87,19 @@ class VideoSource(FrameSource):
                             )
                         base = stream.time_base
                         has_time = frame.pts is not None and base is not None
-                        t_s = float(frame.pts * base) if has_time else sequence / 30.0  # type: ignore[operator]
+                        t_s = float(frame.pts * base) if has_time else in_pass / 30.0  # type: ignore[operator]
                         if self.options.realtime:
                             delay = start + t_s - time.monotonic()
                             if delay > 0:
                                 time.sleep(delay)
-                        decoded_any = True
                         yield _frame(rgb, k, base_ns + round(t_s * 1e9), sequence, self.serial)
                         sequence += 1
+                        in_pass += 1
             except av.error.FFmpegError as exc:
                 raise SourceError(
                     f"video source: {self.path} is corrupt after frame {sequence} ({exc.strerror or exc})"
                 ) from None
-            if not decoded_any:
+            if not in_pass:
                 raise SourceError(
                     f"video source: {self.path} holds no decodable frame (truncated or corrupt)"
                 )
