@@ -463,7 +463,11 @@ class CallSession:
         self.pc_generation += 1
         self.connected.clear()
         self.cloud_channel = self.control_channel = None
-        if pc is not None:
+        # A signaling state of "closed" means a close is already under way: aiortc starts one itself
+        # when the peer's DTLS closes. A second close() would await aiortc's private future, and
+        # cancelling that wait (timeout, shutdown) cancels the future under aiortc's own close task,
+        # which then fails with InvalidStateError ("Task exception was never retrieved").
+        if pc is not None and pc.signalingState != "closed":
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pc.close(), 3.0)
 
